@@ -1,0 +1,1 @@
+"""OpenAI-format wire messages (msgspec structs) that OMEN decodes, validates and produces."""

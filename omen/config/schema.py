@@ -1,0 +1,80 @@
+"""The shape of ``omen.toml``. Unknown keys are errors (a typo must not be silently ignored)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
+    pass
+
+
+class Timeouts(_Section):
+    """Per-phase upstream timeouts in seconds, each enforced as a trio cancel scope."""
+
+    connect: float = 10.0
+    first_byte: float = 120.0  # request sent -> response headers
+    idle: float = 60.0  # between two chunks of a streamed body
+    total: float = 600.0  # whole upstream exchange
+
+
+class ServerConfig(_Section):
+    bind: str = "127.0.0.1:8080"
+    workers: int = 1
+    certfile: str | None = None
+    keyfile: str | None = None
+    quic: bool = True  # HTTP/3 on the same port over UDP when TLS is configured
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_json_depth: int = 64
+    graceful_timeout: float = 30.0
+    keep_alive_timeout: float = 75.0
+    quic_idle_timeout: float = 10.0
+    access_log: bool = True
+    log_level: str = "info"
+
+
+class AuthConfig(_Section):
+    master_key: str | None = None
+
+
+class ProviderConfig(_Section):
+    type: str | None = None  # defaults to the provider id when that names a known type
+    api_key: str | None = None
+    base_url: str | None = None
+    # Azure OpenAI
+    endpoint: str | None = None
+    api_version: str | None = None
+    azure_ad_token: str | None = None
+    # Ollama: several endpoints per provider
+    endpoints: list[str] | None = None
+    # OpenAI
+    organization: str | None = None
+    project: str | None = None
+    headers: dict[str, str] = {}
+    http2: bool | None = None  # None: negotiate over TLS (ALPN), HTTP/1.1 on cleartext
+    # ask OpenAI-compatible upstreams for the final usage chunk (stream_options.include_usage) so
+    # streamed calls are accounted exactly; the chunk is dropped if the client did not ask for it
+    stream_usage: bool = True
+    max_connections: int = 100
+    timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
+    # discover the provider's models (GET /models, /api/tags) and expose them as <provider>/<model>
+    discover_models: bool = False
+
+
+class ModelConfig(_Section):
+    provider: str
+    model: str | None = None  # upstream model (Azure: deployment); defaults to the public id
+    aliases: list[str] = []
+    demo: bool = False
+    extra: dict[str, Any] = {}
+
+
+class OmenConfig(_Section):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    providers: dict[str, ProviderConfig] = {}
+    models: dict[str, ModelConfig] = {}
+    aliases: dict[str, str] = {}  # alias -> public model id
+    demo: bool | None = None  # None: serve the demo model only when nothing else is configured
