@@ -27,7 +27,6 @@ class ServerConfig(_Section):
     keyfile: str | None = None
     quic: bool = True  # HTTP/3 on the same port over UDP when TLS is configured
     max_body_bytes: int = 32 * 1024 * 1024
-    max_json_depth: int = 64
     graceful_timeout: float = 30.0
     keep_alive_timeout: float = 75.0
     quic_idle_timeout: float = 10.0

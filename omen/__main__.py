@@ -1,0 +1,5 @@
+import sys
+
+from omen.cli import main
+
+sys.exit(main())

@@ -1,0 +1,325 @@
+"""Load ``omen.toml``: find it, parse it, apply environment overrides, resolve secrets, validate.
+
+Every problem is collected (not just the first) with its key path and, where it can be found, the
+line in the file, so ``omen check-config`` can show them all at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from omen.config import environment, secrets
+from omen.config.schema import AuthConfig, ModelConfig, OmenConfig, ProviderConfig, ServerConfig
+
+DEMO_MODEL = "omen-demo"
+DEMO_PROVIDER = "demo"
+
+# What each provider type needs before it can serve (key -> why).
+_REQUIRED: dict[str, list[tuple[str, ...]]] = {
+    "openai": [("api_key",)],
+    "xai": [("api_key",)],
+    "azure": [("endpoint",), ("api_key", "azure_ad_token")],
+    "openai-compatible": [("base_url",)],
+}
+
+
+@dataclass
+class ConfigIssue:
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f" (line {self.line})" if self.line else ""
+        return f"{self.path or '<root>'}{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, issues: list[ConfigIssue], source: str | None = None) -> None:
+        self.issues = issues
+        self.source = source
+        head = f"invalid configuration{f' in {source}' if source else ''}"
+        super().__init__(head + ":\n" + "\n".join(f"  - {i}" for i in issues))
+
+
+@dataclass
+class LoadedConfig:
+    config: OmenConfig
+    source: str | None  # path of the file read, None for embedded defaults
+    detected: list[str] = field(default_factory=list)  # provider ids added from environment variables
+
+
+def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if env.get("OMEN_CONFIG"):
+        return Path(env["OMEN_CONFIG"])
+    default = Path("omen.toml")
+    return default if default.exists() else None
+
+
+def load_config(
+    path: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    server_overrides: Mapping[str, Any] | None = None,
+) -> LoadedConfig:
+    env = os.environ if env is None else env
+    file = find_config_file(path, env)
+    text = ""
+    tree: dict[str, Any] = {}
+    if file is not None:
+        try:
+            text = file.read_text()
+        except OSError as exc:
+            raise ConfigError([ConfigIssue("", f"cannot read {file}: {exc.strerror}")], str(file)) from None
+        try:
+            tree = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            line = _decode_error_line(str(exc))
+            raise ConfigError([ConfigIssue("", f"not valid TOML: {exc}", line)], str(file)) from None
+    source = str(file) if file is not None else None
+    locator = _LineLocator(text)
+
+    environment.apply_overrides(tree, env)
+    if server_overrides:
+        tree.setdefault("server", {}).update({k: v for k, v in server_overrides.items() if v is not None})
+    providers_tree = tree.setdefault("providers", {})
+    detected = []
+    if isinstance(providers_tree, dict):
+        for pid, ptree in environment.detected_providers(env).items():
+            if pid not in providers_tree:
+                providers_tree[pid] = ptree
+                detected.append(pid)
+
+    # OMEN_MASTER_KEY is the key when the file names none; master_key = "env:X" with X unset means
+    # "no master key" (it is optional on loopback; binding elsewhere then fails validation).
+    if env.get("OMEN_MASTER_KEY") and isinstance(tree.setdefault("auth", {}), dict):
+        tree["auth"].setdefault("master_key", "env:OMEN_MASTER_KEY")
+    auth_tree = tree.get("auth")
+    if isinstance(auth_tree, dict) and isinstance(auth_tree.get("master_key"), str):
+        ref = auth_tree["master_key"]
+        if ref.startswith(secrets.ENV_PREFIX) and ref[len(secrets.ENV_PREFIX) :] not in env:
+            auth_tree["master_key"] = None
+
+    base_dir = file.parent if file is not None else None
+    tree, secret_errors = secrets.resolve_tree(tree, env, base_dir)
+    issues = [ConfigIssue(p, m, locator.line(p)) for p, m in secret_errors]
+    config = _validate(tree, issues, locator)
+    if issues:
+        raise ConfigError(issues, source)
+    return LoadedConfig(config, source, detected)
+
+
+def _validate(tree: dict[str, Any], issues: list[ConfigIssue], locator: _LineLocator) -> OmenConfig:
+    from omen.providers.registry import KNOWN_TYPES
+
+    def convert(value: Any, type_: type, path: str) -> Any:
+        try:
+            return msgspec.convert(value, type_)
+        except msgspec.ValidationError as exc:
+            issues.append(_issue_from_validation(str(exc), path, locator))
+            return None
+
+    known_sections = {"server", "auth", "providers", "models", "aliases", "demo"}
+    for key in tree:
+        if key not in known_sections:
+            issues.append(
+                ConfigIssue(key, f"unknown section; expected one of {sorted(known_sections)}", locator.line(key))
+            )
+
+    server = convert(tree.get("server", {}), ServerConfig, "server") or ServerConfig()
+    auth = convert(tree.get("auth", {}), AuthConfig, "auth") or AuthConfig()
+
+    providers: dict[str, ProviderConfig] = {}
+    for pid, ptree in _table(tree, "providers", issues, locator).items():
+        cfg = convert(ptree, ProviderConfig, f"providers.{pid}")
+        if cfg is None:
+            continue
+        ptype = cfg.type or (pid if pid in KNOWN_TYPES else None)
+        if ptype is None:
+            issues.append(
+                ConfigIssue(
+                    f"providers.{pid}",
+                    f"missing 'type'; known types: {', '.join(KNOWN_TYPES)}",
+                    locator.line(f"providers.{pid}"),
+                )
+            )
+            continue
+        if ptype not in KNOWN_TYPES:
+            issues.append(
+                ConfigIssue(
+                    f"providers.{pid}.type",
+                    f"unknown provider type '{ptype}'; known types: {', '.join(KNOWN_TYPES)}",
+                    locator.line(f"providers.{pid}.type"),
+                )
+            )
+            continue
+        for alternatives in _REQUIRED.get(ptype, []):
+            if not any(getattr(cfg, key) for key in alternatives):
+                keys = " or ".join(f"'{k}'" for k in alternatives)
+                issues.append(
+                    ConfigIssue(
+                        f"providers.{pid}", f"provider type '{ptype}' needs {keys}", locator.line(f"providers.{pid}")
+                    )
+                )
+        providers[pid] = msgspec.structs.replace(cfg, type=ptype)
+
+    models: dict[str, ModelConfig] = {}
+    for mid, mtree in _table(tree, "models", issues, locator).items():
+        mcfg = convert(mtree, ModelConfig, f"models.{mid}")
+        if mcfg is None:
+            continue
+        known = mcfg.provider in providers or mcfg.provider == DEMO_PROVIDER
+        # a provider that failed its own validation already has an issue; don't report it twice
+        if not known and f"providers.{mcfg.provider}" not in {i.path for i in issues}:
+            issues.append(
+                ConfigIssue(
+                    f"models.{mid}.provider",
+                    f"no provider '{mcfg.provider}' is configured",
+                    locator.line(f"models.{mid}.provider"),
+                )
+            )
+        models[mid] = mcfg
+
+    aliases = convert(tree.get("aliases", {}), dict[str, str], "aliases") or {}
+    names = set(models)
+    for mid, mcfg in models.items():
+        for alias in mcfg.aliases:
+            if alias in names:
+                issues.append(
+                    ConfigIssue(
+                        f"models.{mid}.aliases",
+                        f"'{alias}' is already a model or alias",
+                        locator.line(f"models.{mid}.aliases"),
+                    )
+                )
+            names.add(alias)
+    for alias, target in aliases.items():
+        if alias in names:
+            issues.append(
+                ConfigIssue(
+                    f"aliases.{alias}", f"'{alias}' is already a model or alias", locator.line(f"aliases.{alias}")
+                )
+            )
+        if target not in models:
+            issues.append(
+                ConfigIssue(
+                    f"aliases.{alias}",
+                    f"alias target '{target}' is not a configured model",
+                    locator.line(f"aliases.{alias}"),
+                )
+            )
+        names.add(alias)
+
+    demo = tree.get("demo")
+    if demo is not None and not isinstance(demo, bool):
+        issues.append(ConfigIssue("demo", "expected true or false", locator.line("demo")))
+        demo = None
+
+    host, _, port = server.bind.rpartition(":")
+    if not host or not port.isdigit():
+        issues.append(
+            ConfigIssue("server.bind", f"expected 'host:port', got '{server.bind}'", locator.line("server.bind"))
+        )
+    elif not auth.master_key and not is_loopback(host):
+        issues.append(
+            ConfigIssue(
+                "auth.master_key",
+                f"a master key is required to bind a non-loopback address ({host}); "
+                'set auth.master_key (e.g. "env:OMEN_MASTER_KEY")',
+                locator.line("auth.master_key") or locator.line("server.bind"),
+            )
+        )
+    if bool(server.certfile) != bool(server.keyfile):
+        issues.append(ConfigIssue("server", "certfile and keyfile must be given together", locator.line("server")))
+    if server.workers < 1:
+        issues.append(ConfigIssue("server.workers", "must be at least 1", locator.line("server.workers")))
+
+    return OmenConfig(server=server, auth=auth, providers=providers, models=models, aliases=aliases, demo=demo)
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _table(tree: dict[str, Any], key: str, issues: list[ConfigIssue], locator: _LineLocator) -> dict[str, Any]:
+    value = tree.get(key, {})
+    if not isinstance(value, dict):
+        issues.append(ConfigIssue(key, "expected a table", locator.line(key)))
+        return {}
+    return value
+
+
+def _issue_from_validation(text: str, base: str, locator: _LineLocator) -> ConfigIssue:
+    match = re.search(r" - at `\$\.?(.*)`$", text)
+    sub = match.group(1) if match else ""
+    message = text[: match.start()] if match else text
+    unknown = re.match(r"Object contains unknown field `(.+)`", message)
+    missing = re.match(r"Object missing required field `(.+)`", message)
+    path = ".".join(p for p in (base, sub) if p)
+    if unknown:
+        path = f"{path}.{unknown.group(1)}"
+        message = "unknown key"
+    elif missing:
+        path = f"{path}.{missing.group(1)}"
+        message = "required key is missing"
+    return ConfigIssue(path, message, locator.line(path))
+
+
+def _decode_error_line(text: str) -> int | None:
+    match = re.search(r"line (\d+)", text)
+    return int(match.group(1)) if match else None
+
+
+class _LineLocator:
+    """Finds the line of a dotted key path in TOML text (best effort: tables and plain keys)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def line(self, path: str) -> int | None:
+        if not self.lines or not path:
+            return None
+        parts = [p for p in re.split(r"\.(?![^\[]*\])", re.sub(r"\[\d+\]", "", path)) if p]
+        # Longest table header that prefixes the path, then the first key line below it.
+        for cut in range(len(parts), 0, -1):
+            header = self._find_header(parts[:cut])
+            if header is not None:
+                if cut == len(parts):
+                    return header + 1
+                key = parts[cut]
+                for i in range(header + 1, len(self.lines)):
+                    stripped = self.lines[i].strip()
+                    if stripped.startswith("["):
+                        break
+                    if re.match(rf'^"?{re.escape(key)}"?\s*=', stripped):
+                        return i + 1
+                return header + 1
+        for i, raw in enumerate(self.lines):
+            if re.match(rf'^\s*"?{re.escape(parts[0])}"?\s*=', raw):
+                return i + 1
+        return None
+
+    def _find_header(self, parts: list[str]) -> int | None:
+        pattern = r"\s*\.\s*".join(rf'"?{re.escape(p)}"?' for p in parts)
+        rx = re.compile(rf"^\s*\[\s*{pattern}\s*\]")
+        for i, raw in enumerate(self.lines):
+            if rx.match(raw):
+                return i
+        return None

@@ -1,0 +1,46 @@
+"""The human-readable summary ``omen check-config`` prints (secrets masked)."""
+
+from __future__ import annotations
+
+from omen.config.loader import DEMO_MODEL, LoadedConfig
+from omen.config.secrets import mask
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def describe(loaded: LoadedConfig) -> str:
+    config = loaded.config
+    out = [f"config: {loaded.source or '(embedded defaults)'} - OK"]
+    out.append(
+        f"server: bind {config.server.bind}, workers {config.server.workers}, "
+        f"tls {'on' if config.server.certfile else 'off'}, "
+        f"master key {'set' if config.auth.master_key else 'not set'}"
+    )
+    if config.providers:
+        rows = [["provider", "type", "endpoint", "api key", "source"]]
+        for pid, p in config.providers.items():
+            endpoint = p.base_url or p.endpoint or ", ".join(p.endpoints or []) or "(default)"
+            secret = p.api_key or p.azure_ad_token
+            rows.append(
+                [pid, p.type or pid, endpoint, mask(secret), "environment" if pid in loaded.detected else "file"]
+            )
+        out += ["", _table(rows)]
+    else:
+        out += ["", "providers: none configured"]
+    rows = [["model", "provider", "upstream model", "aliases"]]
+    for mid, m in config.models.items():
+        aliases = [*m.aliases, *(a for a, t in config.aliases.items() if t == mid)]
+        rows.append([mid, m.provider, m.model or mid, ", ".join(aliases)])
+    demo = config.demo if config.demo is not None else not config.providers
+    if demo:
+        rows.append([DEMO_MODEL, "demo", "(built-in demo model)", ""])
+    if len(rows) > 1:
+        out += ["", _table(rows)]
+    if config.providers:
+        out += ["", "Any configured provider also serves '<provider>/<upstream model>' directly."]
+    return "\n".join(out)

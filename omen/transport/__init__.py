@@ -1,0 +1,1 @@
+"""Sending translated requests upstream: pooled httpx clients and per-phase timeouts."""
