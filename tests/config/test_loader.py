@@ -1,0 +1,144 @@
+"""Config loading: the documented omen.toml shape, secrets, environment, and every error with its path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from omen.config.loader import ConfigError, load_config
+
+DOCUMENTED = """
+[server]
+bind = "127.0.0.1:8080"            # HTTP/1.1 + h2c; TLS/QUIC options beside it
+
+[auth]
+master_key = "env:OMEN_MASTER_KEY" # optional on loopback; required to bind any other address
+
+[providers.openai]                 # provider id; `type` defaults to the id when it names a known type
+type = "openai"                    # openai | azure | xai | ollama | openai-compatible (more later)
+api_key = "env:OPENAI_API_KEY"
+base_url = "https://api.openai.com/v1"   # every type accepts a base_url override
+
+[providers.azure-eu]
+type = "azure"
+endpoint = "https://example.openai.azure.com"
+api_key = "env:AZURE_OPENAI_API_KEY"
+api_version = "2024-10-21"
+
+[providers.ollama]
+endpoints = ["http://127.0.0.1:11434", "http://gpu-box:11434"]
+
+[models."gpt-4o-mini"]             # public model id -> provider + upstream model (deployment for azure)
+provider = "openai"
+model = "gpt-4o-mini"
+"""
+
+ENV = {"OPENAI_API_KEY": "sk-test-openai-123456", "AZURE_OPENAI_API_KEY": "az-key-abcdef"}
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "omen.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_documented_shape_loads(tmp_path: Path) -> None:
+    loaded = load_config(write(tmp_path, DOCUMENTED), env=ENV)
+    config = loaded.config
+    assert config.server.bind == "127.0.0.1:8080"
+    assert config.auth.master_key is None  # env var unset: no master key (fine on loopback)
+    assert config.providers["openai"].api_key == "sk-test-openai-123456"
+    assert config.providers["azure-eu"].type == "azure"
+    assert config.providers["ollama"].type == "ollama"  # type defaults to the id
+    assert config.providers["ollama"].endpoints == ["http://127.0.0.1:11434", "http://gpu-box:11434"]
+    assert config.models["gpt-4o-mini"].provider == "openai"
+
+
+def test_file_secret_and_master_key(tmp_path: Path) -> None:
+    (tmp_path / "key.txt").write_text("sk-from-file\n")
+    text = '[auth]\nmaster_key = "env:MK"\n[providers.openai]\napi_key = "file:key.txt"\n'
+    config = load_config(write(tmp_path, text), env={"MK": "master-1"}).config
+    assert config.providers["openai"].api_key == "sk-from-file"
+    assert config.auth.master_key == "master-1"
+
+
+def test_every_error_has_path_and_line(tmp_path: Path) -> None:
+    text = """[server]
+bind = "0.0.0.0:8080"
+colour = "blue"
+
+[providers.openai]
+api_key = "env:MISSING_KEY"
+
+[providers.mystery]
+base_url = "http://x"
+
+[models.m1]
+provider = "nowhere"
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={})
+    issues = {i.path: i for i in info.value.issues}
+    assert issues["server.colour"].line == 3
+    assert "unknown key" in issues["server.colour"].message
+    assert issues["providers.openai.api_key"].line == 6
+    assert "MISSING_KEY" in issues["providers.openai.api_key"].message
+    assert issues["providers.mystery"].line == 8
+    assert "known types" in issues["providers.mystery"].message
+    assert issues["models.m1.provider"].line == 12
+    assert "master key is required" in issues["auth.master_key"].message
+
+
+def test_wrong_types_and_toml_syntax(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, '[server]\nworkers = "two"\n'), env={})
+    assert info.value.issues[0].path == "server.workers"
+    assert info.value.issues[0].line == 2
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "[server\nbind = 1\n"), env={})
+    assert info.value.issues[0].line == 1
+
+
+def test_environment_detection_and_overrides() -> None:
+    env = {
+        "OPENAI_API_KEY": "sk-1",
+        "XAI_API_KEY": "xai-1",
+        "OLLAMA_HOST": "0.0.0.0:11434",
+        "AZURE_OPENAI_API_KEY": "az",
+        "AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com",
+        "OMEN__SERVER__BIND": "127.0.0.1:9999",
+        "OMEN__PROVIDERS__OPENAI__TIMEOUTS__TOTAL": "30",
+    }
+    loaded = load_config(None, env=env)
+    config = loaded.config
+    assert sorted(loaded.detected) == ["azure", "ollama", "openai", "xai"]
+    assert config.providers["ollama"].endpoints == ["http://127.0.0.1:11434"]
+    assert config.providers["azure"].api_version == "2024-10-21"
+    assert config.server.bind == "127.0.0.1:9999"
+    assert config.providers["openai"].timeouts.total == 30
+
+
+def test_non_loopback_bind_needs_master_key() -> None:
+    with pytest.raises(ConfigError):
+        load_config(None, env={"OMEN__SERVER__BIND": "0.0.0.0:8080"})
+    config = load_config(None, env={"OMEN__SERVER__BIND": "0.0.0.0:8080", "OMEN_MASTER_KEY": "k"}).config
+    assert config.auth.master_key == "k"
+
+
+def test_check_config_cli(tmp_path: Path) -> None:
+    path = write(tmp_path, DOCUMENTED)
+    env = {"PATH": "/usr/bin:/bin", **ENV}
+    ok = subprocess.run([sys.executable, "-m", "omen", "check-config", path], capture_output=True, text=True,
+                        env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "gpt-4o-mini" in ok.stdout and "azure-eu" in ok.stdout
+    assert "sk-test-openai-123456" not in ok.stdout and "az-key-abcdef" not in ok.stdout  # masked
+    bad = write(tmp_path, '[providers.openai]\napi_key = "env:NOPE"\n[models.x]\nprovider = "ghost"\n')
+    failed = subprocess.run([sys.executable, "-m", "omen", "check-config", bad], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    assert failed.returncode != 0
+    assert "providers.openai.api_key (line 2)" in failed.stderr
+    assert "models.x.provider (line 4)" in failed.stderr
