@@ -1,0 +1,493 @@
+"""Adapter for upstreams that already speak OpenAI's format: OpenAI itself and any compatible server.
+
+This is the hot path, so it translates as little as possible. The client's body bytes are forwarded
+unchanged unless the model name or the usage request must change; responses and stream payloads are
+relayed as the upstream sent them, and only payloads that can carry usage or an error are decoded.
+Azure and xAI subclass it and override the few hooks marked below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import msgspec
+import orjson
+
+from omen.config.schema import ProviderConfig
+from omen.errors import OmenError, bad_request
+from omen.providers.base import (
+    Call,
+    ChatCall,
+    Chunk,
+    CompletionCall,
+    EmbeddingCall,
+    Headers,
+    ModelInfo,
+    Result,
+    StreamEnd,
+    StreamError,
+    StreamEvent,
+    StreamUsage,
+    UpstreamRequest,
+    Usage,
+)
+from omen.streaming.sse import SSEDecoder, SSEEvent
+
+# ---- errors ----------------------------------------------------------------------------------------
+
+
+class UpstreamError(OmenError):
+    """An OmenError that carries extra keys of the upstream's error object (Azure's ``innererror``)
+    so clients that read them still find them; OmenError itself renders only the four standard keys."""
+
+    __slots__ = ("extra",)
+
+    def __init__(self, status: int, message: str, *, extra: dict[str, Any] | None = None, **kw: Any) -> None:
+        super().__init__(status, message, **kw)
+        self.extra = extra or {}
+
+    def body(self) -> dict:
+        out = super().body()
+        if self.extra:
+            out["error"].update(self.extra)
+        return out
+
+
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    408: "timeout",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_KEEP_EXTRA = ("innererror",)
+_RETRY_HEADERS = ("retry-after", "retry-after-ms")
+_SNIPPET = 200
+
+
+def default_error_type(status: int) -> str:
+    if status >= 500:
+        return "server_error"
+    return _TYPE_BY_STATUS.get(status, "invalid_request_error")
+
+
+def snippet(body: bytes, limit: int = _SNIPPET) -> str:
+    """A one-line, bounded excerpt of a body for error messages."""
+    text = " ".join(body[: limit * 4].decode("utf-8", "replace").split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _error_fields(obj: Any) -> dict[str, Any] | None:
+    """Find the error object in the shapes compatible servers use."""
+    if not isinstance(obj, dict):
+        return None
+    err = obj.get("error")
+    if isinstance(err, dict):
+        return err  # OpenAI / Azure / vLLM (new)
+    if isinstance(err, str):
+        # xAI {"code","error"} and Ollama {"error"}: the string is the message
+        return {"message": err, "code": obj.get("code"), "type": obj.get("type"), "param": obj.get("param")}
+    if isinstance(obj.get("message"), str):
+        return obj  # older vLLM / llama.cpp style: fields at top level
+    detail = obj.get("detail")
+    if detail is not None:
+        return {"message": detail if isinstance(detail, str) else orjson.dumps(detail).decode()}
+    return None
+
+
+def _clean_code(code: Any) -> str | None:
+    # OpenAI codes are identifiers ("rate_limit_exceeded"). Azure echoes the status ("429") and xAI puts
+    # a sentence there ("Client specified an invalid argument"): neither helps a client, so drop them.
+    if isinstance(code, str) and code and not code.isdigit() and not any(c.isspace() for c in code):
+        return code
+    return None
+
+
+def status_hint(fields: dict[str, Any] | None, default: int) -> int:
+    """The HTTP status an in-band error names (``status`` or a numeric ``code``), else ``default``."""
+    if fields:
+        for key in ("status", "code"):
+            value = fields.get(key)
+            if isinstance(value, str) and value.isdigit():
+                value = int(value)
+            if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+                return value
+    return default
+
+
+def normalise_error(
+    provider: str, status: int, body: bytes, headers: Headers | None = None, *, fields: Any = None
+) -> UpstreamError:
+    """Upstream error (any of the shapes above, or not JSON at all) -> OpenAI error shape.
+
+    The status is kept so OpenAI SDKs pick the right exception class and retry policy. ``fields`` may
+    be passed when the caller already decoded the body.
+    """
+    if fields is None:
+        try:
+            fields = _error_fields(orjson.loads(body)) if body.strip() else None
+        except orjson.JSONDecodeError:
+            fields = None
+    message = fields.get("message") if fields else None
+    if not isinstance(message, str) or not message:
+        if not body.strip():
+            message = f"Upstream provider '{provider}' returned HTTP {status} with an empty body."
+        elif fields:
+            message = f"Upstream provider '{provider}' returned HTTP {status}: {snippet(body)}"
+        else:
+            message = f"Upstream provider '{provider}' returned HTTP {status} (not JSON): {snippet(body)}"
+    type_ = fields.get("type") if fields else None
+    param = fields.get("param") if fields else None
+    extra = {k: fields[k] for k in _KEEP_EXTRA if fields and fields.get(k) is not None}
+    kept: dict[str, str] = {}
+    if status in (429, 503) and headers:
+        for name, value in headers:
+            if name.lower() in _RETRY_HEADERS:
+                kept[name.lower()] = value
+    code = _clean_code(fields.get("code")) if fields else None
+    if code is None and status == 429:
+        code = "rate_limit_exceeded"
+    return UpstreamError(
+        status,
+        message,
+        type=type_ if isinstance(type_, str) and type_ else default_error_type(status),
+        code=code,
+        param=param if isinstance(param, str) else None,
+        headers=kept,
+        extra=extra,
+    )
+
+
+def invalid_upstream_body(provider: str, what: str, body: bytes) -> OmenError:
+    return OmenError(
+        502,
+        f"Upstream provider '{provider}' returned {what} that is not valid: {snippet(body)}",
+        type="server_error",
+        code="upstream_invalid_response",
+    )
+
+
+# ---- cheap probes (decode only what is needed) -------------------------------------------------------
+
+
+class _ModelProbe(msgspec.Struct):
+    model: Any = None
+
+
+class _UsageProbe(msgspec.Struct):
+    usage: Any = None
+    # Raw: whether choices is empty is all we need; its items are never decoded
+    choices: list[msgspec.Raw] | None = None
+
+
+_model_probe = msgspec.json.Decoder(_ModelProbe)
+_usage_probe = msgspec.json.Decoder(_UsageProbe)
+_EMPTY_PROBE = _UsageProbe(choices=[msgspec.Raw(b"{}")])  # "not a usage chunk": relay it untouched
+
+
+def probe_usage(data: bytes) -> _UsageProbe:
+    """Decode only ``usage`` and the length of ``choices``. A payload that is not a JSON object is
+    relayed as the upstream sent it: judging it is the client's business, not the accountant's."""
+    try:
+        return _usage_probe.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return _EMPTY_PROBE
+
+
+def has_usage_object(data: bytes) -> bool:
+    """True if ``data`` contains ``"usage":`` followed by an object (not null).
+
+    A byte search, so chunks without usage (nearly all of them) are never decoded. Quotes inside JSON
+    strings are escaped, so ``"usage"`` can only match a key or a whole string value.
+    """
+    start = data.find(b'"usage"')
+    while start >= 0:
+        i = start + 7
+        n = len(data)
+        while i < n and data[i] in b" \t\r\n":
+            i += 1
+        if i < n and data[i] == 58:  # ':'
+            i += 1
+            while i < n and data[i] in b" \t\r\n":
+                i += 1
+            if i < n and data[i] == 123:  # '{'
+                return True
+        start = data.find(b'"usage"', start + 7)
+    return False
+
+
+def usage_of_body(
+    provider: str, body: bytes, convert: Callable[[Any], Usage | None] = Usage.from_openai
+) -> Usage | None:
+    try:
+        return convert(_usage_probe.decode(body).usage)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise invalid_upstream_body(provider, "a response body", body) from None
+
+
+# ---- stream ------------------------------------------------------------------------------------------
+
+
+class OpenAIStream:
+    """SSE from an OpenAI-format upstream -> Chunk events carrying the upstream payload bytes as is.
+
+    Usage is reported once, as one StreamUsage just before StreamEnd/StreamError, from the latest
+    usage seen: some compatible servers repeat a cumulative usage on many chunks, and the accountant
+    must not count it twice.
+
+    Hooks for subclasses: ``_chunk`` (one JSON payload), ``_usage`` (upstream usage -> Usage) and
+    ``_before_finish`` (last chance to emit buffered events before StreamEnd/StreamError).
+    """
+
+    def __init__(self, provider: str, include_usage: bool) -> None:
+        self.provider = provider
+        self.include_usage = include_usage
+        self._sse = SSEDecoder()
+        self._finished = False
+        self._latest_usage: Usage | None = None
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        if not self._finished:
+            for event in self._sse.feed(data):
+                self._event(event, out)
+                if self._finished:
+                    break
+        return out
+
+    def close(self) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        if self._finished:
+            return out
+        pending = self._sse.pending
+        for event in self._sse.close():
+            self._event(event, out)
+        if not self._finished:
+            detail = " in the middle of an event" if pending else ""
+            self._fail(
+                OmenError(
+                    502,
+                    f"Upstream provider '{self.provider}' ended the stream early{detail} (no [DONE]).",
+                    type="server_error",
+                    code="upstream_stream_truncated",
+                ),
+                out,
+            )
+        return out
+
+    def _event(self, event: SSEEvent, out: list[StreamEvent]) -> None:
+        data = event.data
+        if event.event == "error":  # some compatible servers name their error events
+            self._error_payload(data, out, forced=True)
+            return
+        if data[:1] != b"{":
+            data = data.strip()
+            if data == b"[DONE]":
+                self._before_finish(out)
+                self._finished = True
+                out.append(_END)
+                return
+            if not data:
+                return  # keep-alive
+        if b'"error"' in data and self._error_payload(data, out):
+            return
+        self._chunk(data, out)
+
+    def _error_payload(self, data: bytes, out: list[StreamEvent], forced: bool = False) -> bool:
+        """Turn a payload with a top-level ``error`` key into StreamError; False if it was not one."""
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            obj = None
+        if not forced and not (isinstance(obj, dict) and obj.get("error") is not None):
+            return False  # "error" appeared somewhere else, e.g. inside the content
+        fields = _error_fields(obj)
+        self._fail(normalise_error(self.provider, status_hint(fields, 502), data, fields=fields), out)
+        return True
+
+    def _fail(self, error: OmenError, out: list[StreamEvent]) -> None:
+        self._before_finish(out)
+        self._finished = True
+        out.append(StreamError(error))
+
+    def _chunk(self, data: bytes, out: list[StreamEvent]) -> None:
+        if not has_usage_object(data):
+            out.append(Chunk(data))
+            return
+        probe = probe_usage(data)
+        # A usage chunk without choices is the one stream_options.include_usage adds; if the client did
+        # not ask for it, OMEN did, so the client must not see it.
+        if probe.choices or self.include_usage:
+            out.append(Chunk(data))
+        usage = self._usage(probe.usage)
+        if usage is not None:
+            self._latest_usage = usage
+
+    def _usage(self, usage: Any) -> Usage | None:
+        return Usage.from_openai(usage)
+
+    def _before_finish(self, out: list[StreamEvent]) -> None:
+        if self._latest_usage is not None:
+            out.append(StreamUsage(self._latest_usage))
+            self._latest_usage = None
+
+
+_END = StreamEnd()
+
+
+# ---- provider ----------------------------------------------------------------------------------------
+
+
+class OpenAIProvider:
+    """``type = "openai"``: api.openai.com (or ``base_url``), Bearer auth, optional org/project."""
+
+    type: ClassVar[str] = "openai"
+    default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
+    stream_class: ClassVar[type[OpenAIStream]] = OpenAIStream
+
+    def __init__(self, provider_id: str, config: ProviderConfig) -> None:
+        self.id = provider_id
+        self.config = config
+        self._base = self._base_url()
+        self._auth = _merge_headers(self._auth_headers(), list(config.headers.items()))
+        self._post_headers = [("Content-Type", "application/json"), *self._auth]
+
+    # -- hooks for subclasses --
+
+    def _base_url(self) -> str:
+        base = self.config.base_url or self.default_base_url
+        if not base:
+            raise ValueError(f"provider '{self.id}' (type {self.type}): base_url is required")
+        return base.rstrip("/")
+
+    def _auth_headers(self) -> Headers:
+        cfg = self.config
+        headers: Headers = []
+        if cfg.api_key:
+            headers.append(("Authorization", f"Bearer {cfg.api_key}"))
+        if cfg.organization:
+            headers.append(("OpenAI-Organization", cfg.organization))
+        if cfg.project:
+            headers.append(("OpenAI-Project", cfg.project))
+        return headers
+
+    def _path(self, operation: str, model: str) -> str:
+        """``operation`` is ``chat/completions``, ``completions`` or ``embeddings``."""
+        return "/" + operation
+
+    # -- Provider --
+
+    def endpoints(self) -> list[str]:
+        return [self._base]
+
+    def chat_request(self, call: ChatCall) -> UpstreamRequest:
+        return self._post("chat/completions", call)
+
+    def chat_result(self, call: ChatCall, body: bytes) -> Result:
+        return self._result(body)
+
+    def chat_stream(self, call: ChatCall) -> OpenAIStream:
+        return self.stream_class(self.id, call.include_usage)
+
+    def completion_request(self, call: CompletionCall) -> UpstreamRequest:
+        return self._post("completions", call)
+
+    def completion_result(self, call: CompletionCall, body: bytes) -> Result:
+        return self._result(body)
+
+    def completion_stream(self, call: CompletionCall) -> OpenAIStream:
+        return self.stream_class(self.id, call.include_usage)
+
+    def embeddings_request(self, call: EmbeddingCall) -> UpstreamRequest:
+        return self._post("embeddings", call)
+
+    def embeddings_result(self, call: EmbeddingCall, body: bytes) -> Result:
+        return self._result(body)
+
+    def models_request(self) -> UpstreamRequest | None:
+        return UpstreamRequest("GET", "/models", list(self._auth))
+
+    def models_result(self, body: bytes) -> list[ModelInfo]:
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise invalid_upstream_body(self.id, "a model list", body) from None
+        data = obj.get("data") if isinstance(obj, dict) else None
+        if not isinstance(data, list):
+            raise invalid_upstream_body(self.id, "a model list", body)
+        models = []
+        for item in data:
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                continue
+            created = item.get("created")
+            models.append(
+                ModelInfo(
+                    id=item["id"],
+                    owned_by=str(item.get("owned_by") or self.id),
+                    created=created if isinstance(created, int) else 0,
+                    extra={k: v for k, v in item.items() if k not in ("id", "object", "owned_by", "created")},
+                )
+            )
+        return models
+
+    def error(self, status: int, headers: Headers, body: bytes) -> OmenError:
+        return normalise_error(self.id, status, body, headers)
+
+    # -- internals --
+
+    def _post(self, operation: str, call: Call) -> UpstreamRequest:
+        model = call.upstream_model
+        # a fresh header list per request: the transport may add to it
+        headers = list(self._post_headers)
+        return UpstreamRequest("POST", self._path(operation, model), headers, self._body(call), stream=call.stream)
+
+    def _body(self, call: Call) -> bytes:
+        """The client's bytes unchanged when possible; else decoded, patched and re-encoded."""
+        inject_usage = call.stream and not call.include_usage and self.config.stream_usage
+        if not inject_usage and _body_model(call) == call.upstream_model:
+            return call.raw
+        try:
+            body = orjson.loads(call.raw)
+        except orjson.JSONDecodeError:
+            raise bad_request("The request body is not valid JSON.", code="invalid_json") from None
+        if not isinstance(body, dict):
+            raise bad_request("The request body must be a JSON object.")
+        body["model"] = call.upstream_model
+        if inject_usage:
+            options = body.get("stream_options")
+            options = dict(options) if isinstance(options, dict) else {}
+            options["include_usage"] = True
+            body["stream_options"] = options
+        return orjson.dumps(body)
+
+    def _result(self, body: bytes) -> Result:
+        return Result(body=body, usage=usage_of_body(self.id, body))
+
+
+class OpenAICompatibleProvider(OpenAIProvider):
+    """``type = "openai-compatible"``: vLLM, LM Studio, Groq, DeepSeek, OpenRouter...; base_url required,
+    api_key optional."""
+
+    type: ClassVar[str] = "openai-compatible"
+    default_base_url: ClassVar[str | None] = None
+
+
+def _body_model(call: Call) -> Any:
+    request = getattr(call, "request", None)
+    if request is not None:
+        return request.model
+    try:
+        return _model_probe.decode(call.raw).model
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None  # let the re-encode path report the problem
+
+
+def _merge_headers(base: Headers, extra: Headers) -> Headers:
+    """``extra`` (from config) replaces same-named defaults, compared case-insensitively."""
+    names = {name.lower() for name, _ in extra}
+    return [(n, v) for n, v in base if n.lower() not in names] + list(extra)
