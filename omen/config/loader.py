@@ -90,9 +90,6 @@ def load_config(
     source = str(file) if file is not None else None
     locator = _LineLocator(text)
 
-    environment.apply_overrides(tree, env)
-    if server_overrides:
-        tree.setdefault("server", {}).update({k: v for k, v in server_overrides.items() if v is not None})
     providers_tree = tree.setdefault("providers", {})
     detected = []
     if isinstance(providers_tree, dict):
@@ -101,6 +98,9 @@ def load_config(
                 providers_tree[pid] = ptree
                 detected.append(pid)
 
+    environment.apply_overrides(tree, env)  # after detection, so overrides can tune detected providers
+    if server_overrides:  # command-line flags win over file and environment
+        tree.setdefault("server", {}).update({k: v for k, v in server_overrides.items() if v is not None})
     # OMEN_MASTER_KEY is the key when the file names none; master_key = "env:X" with X unset means
     # "no master key" (it is optional on loopback; binding elsewhere then fails validation).
     if env.get("OMEN_MASTER_KEY") and isinstance(tree.setdefault("auth", {}), dict):
@@ -226,10 +226,12 @@ def _validate(tree: dict[str, Any], issues: list[ConfigIssue], locator: _LineLoc
         issues.append(ConfigIssue("demo", "expected true or false", locator.line("demo")))
         demo = None
 
-    host, _, port = server.bind.rpartition(":")
+    raw_bind = tree.get("server", {}).get("bind") if isinstance(tree.get("server"), dict) else None
+    bind = raw_bind if isinstance(raw_bind, str) else server.bind  # checked even if [server] had errors
+    host, _, port = bind.rpartition(":")
     if not host or not port.isdigit():
         issues.append(
-            ConfigIssue("server.bind", f"expected 'host:port', got '{server.bind}'", locator.line("server.bind"))
+            ConfigIssue("server.bind", f"expected 'host:port', got '{bind}'", locator.line("server.bind"))
         )
     elif not auth.master_key and not is_loopback(host):
         issues.append(
