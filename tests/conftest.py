@@ -45,6 +45,16 @@ class RunningOmen:
     def request_log(self, request_id: str | None = None) -> list[dict[str, Any]]:
         return [r for r in self.log_records() if request_id is None or r.get("request_id") == request_id]
 
+    async def log_for(self, request_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The access-log record of one request; it is written just after the response completes,
+        so a client can finish reading before it exists."""
+        with trio.fail_after(timeout):
+            while True:
+                records = self.request_log(request_id)
+                if records:
+                    return records[0]
+                await trio.sleep(0.01)
+
 
 def toml_value(value: Any) -> str:
     if isinstance(value, bool):

@@ -32,6 +32,7 @@ class RequestContext:
     upstream_model: str | None = None
     stream: bool = False
     response_started: bool = False  # response headers sent: errors must now go in-stream
+    response_ending: bool = False  # the last body message is being sent; a disconnect now is normal
     first_byte: float | None = None
     usage: Usage | None = None
     error: str | None = None

@@ -101,6 +101,7 @@ async def _finish_stream(send: Send, ctx: RequestContext, renderer: _Renderer, e
             )
         tail = error_event(error, ctx) + DONE
         renderer.done = True
+    ctx.response_ending = True
     await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
@@ -111,15 +112,17 @@ async def while_connected(receive: Receive, ctx: RequestContext, work: Callable[
     so the caller can still answer with a proper error response.
     """
     error: OmenError | None = None
+    finished = False
     with trio.CancelScope() as client_scope:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch_disconnect, receive, client_scope)
+            nursery.start_soon(watch_disconnect, receive, client_scope, lambda: ctx.response_ending)
             try:
                 await work()
             except OmenError as exc:
                 error = exc
+            finished = True  # a disconnect noticed after this point is the normal end of the exchange
             nursery.cancel_scope.cancel()
-    if client_scope.cancelled_caught:
+    if client_scope.cancelled_caught and not finished:
         ctx.error = "client disconnected"
         ctx.status = ctx.status or 499
     elif error is not None:
@@ -148,6 +151,7 @@ async def relay_upstream(
                 ctx.usage = result.usage
                 ctx.status = 200
                 ctx.mark_first_byte()
+                ctx.response_ending = True
                 await send_response(send, 200, result.body, [JSON_CT, *ctx.route_headers()])
             else:
                 await _relay_stream(response, op.stream(call), ctx, send)
@@ -201,6 +205,7 @@ async def relay_local(
             answer = result(call)
             ctx.usage = answer.usage
             ctx.status = 200
+            ctx.response_ending = True
             await send_response(send, 200, answer.body, [JSON_CT, *ctx.route_headers()])
 
     await while_connected(receive, ctx, work)

@@ -76,11 +76,13 @@ async def send_response(send: Send, status: int, body: bytes, headers: RawHeader
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+async def watch_disconnect(receive: Receive, scope: trio.CancelScope, ending: Callable[[], bool]) -> None:
     """Cancel ``scope`` when the client goes away (after the body was read, receive() only returns
-    ``http.disconnect``), so the upstream call is cancelled with it."""
+    ``http.disconnect``), so the upstream call is cancelled with it. Hypercorn also reports the
+    disconnect while the last body message is being sent; ``ending()`` says that is the normal end."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            scope.cancel()
+            if not ending():
+                scope.cancel()
             return

@@ -77,14 +77,14 @@ async def test_stream_with_and_without_usage(tmp_path) -> None:
 
         # Without include_usage the client gets no usage chunk, but OMEN asked the upstream for it
         # and logs the tokens.
-        stream = await client.chat.completions.create(
+        raw = await client.chat.completions.with_raw_response.create(
             model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "five six"}],
         )
-        chunks = [c async for c in stream]
+        chunks = [c async for c in raw.parse()]
         assert all(c.usage is None for c in chunks)
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Echo: five six"
         assert up.last_request.json["stream_options"] == {"include_usage": True}
-        record = omen.request_log()[-1]
+        record = await omen.log_for(raw.headers["x-request-id"])
         assert record["stream"] is True and record["completion_tokens"] > 0 and record["status"] == 200
         assert record["provider"] == "openai" and record["model"] == "gpt-4o-mini"
         assert "ttfb_ms" in record
