@@ -56,7 +56,7 @@ from omen.providers.base import (
     UpstreamRequest,
     Usage,
 )
-from omen.providers.openai_compat import invalid_upstream_body, normalise_error
+from omen.providers.upstream_errors import invalid_upstream_body, normalise_error
 from omen.streaming.sse import LineSplitter
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:11434"

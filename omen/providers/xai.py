@@ -15,15 +15,8 @@ import orjson
 
 from omen.errors import OmenError
 from omen.providers.base import Chunk, Headers, Result, StreamEvent, Usage
-from omen.providers.openai_compat import (
-    OpenAIProvider,
-    OpenAIStream,
-    UpstreamError,
-    has_usage_object,
-    normalise_error,
-    probe_usage,
-    usage_of_body,
-)
+from omen.providers.openai_compat import OpenAIProvider, OpenAIStream, has_usage_object, probe_usage, usage_of_body
+from omen.providers.upstream_errors import UpstreamError, normalise_error
 
 
 def xai_usage(usage: Any) -> Usage | None:
