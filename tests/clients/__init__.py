@@ -1,0 +1,1 @@
+"""Reusable protocol clients for tests (HTTP/3 over aioquic)."""
