@@ -70,9 +70,14 @@ def toml_value(value: Any) -> str:
 
 def to_toml(tree: dict[str, Any], prefix: str = "") -> str:
     """A minimal TOML writer for test configs (tables of scalars, lists and inline tables)."""
-    scalars = {k: v for k, v in tree.items() if not (isinstance(v, dict) and v and all(
-        isinstance(x, dict) for x in v.values()) and k in ("providers", "models")) and not (
-        isinstance(v, dict) and k in ("server", "auth", "aliases") and not prefix)}
+    scalars = {
+        k: v
+        for k, v in tree.items()
+        if not (
+            isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()) and k in ("providers", "models")
+        )
+        and not (isinstance(v, dict) and k in ("server", "auth", "aliases") and not prefix)
+    }
     tables = {k: v for k, v in tree.items() if k not in scalars}
     out = [f"{k} = {toml_value(v)}" for k, v in scalars.items()]
     for key, value in tables.items():
@@ -113,7 +118,9 @@ async def running_omen(
     app = OmenApp(Gateway.from_config(loaded.config, access_log=AccessLog(True, log)))
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        listening: Listening = await nursery.start(partial(serve, app, loaded.config.server, shutdown_trigger=stop.wait))
+        listening: Listening = await nursery.start(
+            partial(serve, app, loaded.config.server, shutdown_trigger=stop.wait)
+        )
         scheme = "https" if tls is not None else "http"
         port = listening.port
         try:

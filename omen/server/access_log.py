@@ -6,6 +6,7 @@ bodies (prompts), API keys and provider secrets never reach this function.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import IO, Any
@@ -31,7 +32,7 @@ class AccessLog:
 
 def log_event(event: str, level: str = "info", **fields: Any) -> None:
     """A non-request log line (startup, discovery errors...)."""
-    record = {"ts": round(time.time(), 3), "level": level, "event": event, **fields}
+    record = {"ts": round(time.time(), 3), "level": level, "event": event, "pid": os.getpid(), **fields}
     try:
         sys.stderr.buffer.write(orjson.dumps(record, default=str) + b"\n")
         sys.stderr.buffer.flush()

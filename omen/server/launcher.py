@@ -38,14 +38,13 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
+from omen.server.access_log import describe_exception, log_event
 from omen.server.serve import (
     DEFAULT_APP_FACTORY,
     Listening,
     bind_sockets,
-    describe_error,
     format_bind,
     load_app_factory,
-    log_line,
     parse_bind,
     quic_enabled,
     serve_with_signals,
@@ -102,7 +101,7 @@ def _worker_main(config: OmenConfig, app_factory: str, slot: int, ready: Connect
     try:
         code = trio.run(_worker_async, config, app_factory, ready, supervisor_pid)
     except Exception as error:
-        log_line("worker_failed", level="error", slot=slot, error=describe_error(error))
+        log_event("worker_failed", level="error", slot=slot, error=describe_exception(error))
         code = 1
     raise SystemExit(code)
 
@@ -149,7 +148,7 @@ class _Supervisor:
         writer.close()  # the child holds the only write end: EOF on reader means it died
         slot.process, slot.ready_conn, slot.ready = process, reader, False
         slot.started_at = time.monotonic()
-        log_line("worker_spawned", slot=slot.index, worker_pid=process.pid)
+        log_event("worker_spawned", slot=slot.index, worker_pid=process.pid)
 
     def on_ready_message(self, slot: _Slot) -> None:
         assert slot.ready_conn is not None
@@ -162,7 +161,7 @@ class _Supervisor:
         if message:
             slot.ready = True
             slot.startup_failures = 0
-            log_line("worker_ready", slot=slot.index, worker_pid=message.get("pid"), port=message.get("port"))
+            log_event("worker_ready", slot=slot.index, worker_pid=message.get("pid"), port=message.get("port"))
 
     def on_exit(self, slot: _Slot) -> None:
         process = slot.process
@@ -175,14 +174,14 @@ class _Supervisor:
             slot.ready_conn = None
         slot.process = None
         if self.stopping:
-            log_line("worker_stopped", slot=slot.index, worker_pid=process.pid, exitcode=code)
+            log_event("worker_stopped", slot=slot.index, worker_pid=process.pid, exitcode=code)
             return
         if not slot.ready:
             slot.startup_failures += 1
         slot.quick_deaths = slot.quick_deaths + 1 if uptime < STABLE_AFTER else 1
         delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (slot.quick_deaths - 1))
         if slot.startup_failures >= MAX_STARTUP_FAILURES:
-            log_line(
+            log_event(
                 "worker_giving_up",
                 level="error",
                 slot=slot.index,
@@ -194,7 +193,7 @@ class _Supervisor:
             self.begin_stop(None)
             return
         slot.respawn_at = time.monotonic() + delay
-        log_line(
+        log_event(
             "worker_died",
             level="error",
             slot=slot.index,
@@ -221,14 +220,14 @@ class _Supervisor:
         if not self.stopping:
             self.stopping = True
             self.kill_deadline = time.monotonic() + self.config.server.graceful_timeout + KILL_GRACE
-            log_line(
+            log_event(
                 "shutdown",
                 signal=signal.Signals(signum).name if signum else None,
                 mode="graceful",
                 workers=len(self.alive()),
             )
         else:
-            log_line("shutdown", signal=signal.Signals(signum).name if signum else None, mode="forwarded")
+            log_event("shutdown", signal=signal.Signals(signum).name if signum else None, mode="forwarded")
         # forwarded as-is: workers treat a repeated SIGTERM as a no-op and a second SIGINT as "now"
         self.signal_workers(signum or signal.SIGTERM)
 
@@ -254,7 +253,7 @@ class _Supervisor:
                 signal.signal(signum, handler)
             os.close(wake_r)
             os.close(wake_w)
-        log_line("supervisor_exit", exitcode=self.exit_code)
+        log_event("supervisor_exit", exitcode=self.exit_code)
         return self.exit_code
 
     def _loop(self, wake_r: int) -> None:
@@ -267,7 +266,7 @@ class _Supervisor:
                             self.spawn(slot)
                         except OSError as error:  # fork/exec failed (EAGAIN, ENOMEM): retry later
                             slot.respawn_at = now + BACKOFF_MAX / 10
-                            log_line("worker_spawn_failed", level="error", slot=slot.index, error=str(error))
+                            log_event("worker_spawn_failed", level="error", slot=slot.index, error=str(error))
             alive = self.alive()
             if self.stopping and not alive:
                 return
@@ -296,7 +295,7 @@ class _Supervisor:
                 if not slot.process.is_alive():
                     self.on_exit(slot)
             if self.kill_deadline is not None and time.monotonic() >= self.kill_deadline and self.alive():
-                log_line("workers_killed", level="error", workers=[s.index for s in self.alive()])
+                log_event("workers_killed", level="error", workers=[s.index for s in self.alive()])
                 self.signal_workers(signal.SIGKILL)
                 self.exit_code = 1
                 self.kill_deadline = None
@@ -334,7 +333,7 @@ def run_workers(config: OmenConfig, *, app_factory: str = DEFAULT_APP_FACTORY) -
         raise ValueError("run_workers needs server.workers >= 2 (use omen.server.serve.run)")
     reservation, config = _reserve_port(config)
     try:
-        log_line(
+        log_event(
             "supervisor_start",
             bind=config.server.bind,
             workers=config.server.workers,

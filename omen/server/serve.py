@@ -21,7 +21,6 @@ import os
 import signal
 import socket
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from omen.server import hypercorn_patches
+from omen.server.access_log import describe_exception, log_event
 
 if TYPE_CHECKING:
     from hypercorn.config import Config
@@ -280,7 +280,7 @@ class _StartedAdapter:
 
     def started(self, value: Any = None) -> None:
         listening = Listening(urls=tuple(value or ()), tcp=self._tcp, quic=self._quic)
-        log_line("listening", urls=listening.urls, port=listening.port, quic_port=listening.quic_port)
+        log_event("listening", urls=listening.urls, port=listening.port, quic_port=listening.quic_port)
         self._outer.started(listening)
 
 
@@ -341,16 +341,16 @@ async def _watch_signals(signals: AsyncIterator[int], stop: trio.Event, hard_sto
     async for signum in signals:
         name = signal.Signals(signum).name
         if not stop.is_set():
-            log_line("shutdown", signal=name, mode="graceful")
+            log_event("shutdown", signal=name, mode="graceful")
             stop.set()
         elif signum == signal.SIGINT:
             # a second Ctrl-C is a human insisting; a repeated SIGTERM is usually a wrapper (timeout,
             # a shell, a process-group kill) delivering the same request twice and must not cut streams
-            log_line("shutdown", signal=name, mode="immediate")
+            log_event("shutdown", signal=name, mode="immediate")
             hard_stop.cancel()
             return
         else:
-            log_line("shutdown", signal=name, mode="already_draining")
+            log_event("shutdown", signal=name, mode="already_draining")
 
 
 async def _watch_parent(parent_pid: int, stop: trio.Event) -> None:
@@ -358,7 +358,7 @@ async def _watch_parent(parent_pid: int, stop: trio.Event) -> None:
     # re-parented, drain and exit like on SIGTERM.
     while os.getppid() == parent_pid:
         await trio.sleep(_PARENT_POLL)
-    log_line("shutdown", reason="parent_exited", mode="graceful")
+    log_event("shutdown", reason="parent_exited", mode="graceful")
     stop.set()
 
 
@@ -416,7 +416,7 @@ def run(config: OmenConfig, *, app_factory: str = DEFAULT_APP_FACTORY) -> int:
             return run_workers(config, app_factory=app_factory)
         return trio.run(_run_single, config, app_factory)
     except Exception as error:  # bind error, lifespan startup failure, bad certificate...
-        log_line("server_failed", level="error", error=describe_error(error))
+        log_event("server_failed", level="error", error=describe_exception(error))
         log.debug("server failed", exc_info=True)
         return 1
 
@@ -425,17 +425,5 @@ def run(config: OmenConfig, *, app_factory: str = DEFAULT_APP_FACTORY) -> int:
 # small helpers shared with the launcher
 
 
-def describe_error(error: BaseException) -> str:
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return f"{type(error).__name__}: {error}"
 
 
-def log_line(event: str, *, level: str = "info", **fields: Any) -> None:
-    """One JSON object per line on stderr, the shape used for every OMEN log line."""
-    record = {"ts": round(time.time(), 3), "level": level, "event": event, "pid": os.getpid(), **fields}
-    try:
-        sys.stderr.write(json.dumps(record, default=str, separators=(",", ":")) + "\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass  # a closed log pipe must not take the server down

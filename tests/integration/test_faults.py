@@ -18,8 +18,11 @@ def config(up, **timeouts) -> dict:
     provider = openai_provider(up)
     if timeouts:
         provider["timeouts"] = timeouts
-    return {"providers": {"openai": provider}, "models": {"gpt-4o-mini": {"provider": "openai"}},
-            "server": {"max_body_bytes": 4096}}
+    return {
+        "providers": {"openai": provider},
+        "models": {"gpt-4o-mini": {"provider": "openai"}},
+        "server": {"max_body_bytes": 4096},
+    }
 
 
 def assert_openai_error(response: httpx.Response, status: int) -> dict:
@@ -34,8 +37,11 @@ def sse_payloads(text: str) -> list[str]:
 
 
 async def test_bad_input(tmp_path) -> None:
-    async with open_fake_upstream("openai") as up, running_omen(config(up), tmp_path=tmp_path) as omen, \
-            httpx.AsyncClient(base_url=omen.v1) as http:
+    async with (
+        open_fake_upstream("openai") as up,
+        running_omen(config(up), tmp_path=tmp_path) as omen,
+        httpx.AsyncClient(base_url=omen.v1) as http,
+    ):
         error = assert_openai_error(await http.post("/chat/completions", content=b'{"model": "x", "mess'), 400)
         assert "byte" in error["message"]
         error = assert_openai_error(await http.post("/chat/completions", content=b'{"model": "x", ]'), 400)
@@ -62,8 +68,11 @@ async def test_bad_input(tmp_path) -> None:
 
 
 async def test_upstream_errors_keep_status_and_message(tmp_path) -> None:
-    async with open_fake_upstream("openai") as up, running_omen(config(up), tmp_path=tmp_path) as omen, \
-            httpx.AsyncClient(base_url=omen.v1) as http:
+    async with (
+        open_fake_upstream("openai") as up,
+        running_omen(config(up), tmp_path=tmp_path) as omen,
+        httpx.AsyncClient(base_url=omen.v1) as http,
+    ):
         up.fault = Fault(status=400, message="Invalid 'messages[0].content': too long.")
         error = assert_openai_error(await http.post("/chat/completions", json=CHAT), 400)
         assert error["message"] == "Invalid 'messages[0].content': too long."
@@ -81,14 +90,18 @@ async def test_upstream_errors_keep_status_and_message(tmp_path) -> None:
 async def test_upstream_unreachable_and_reset(tmp_path) -> None:
     async with open_fake_upstream("openai") as up:
         dead_port = up.port
-    dead = {"providers": {"openai": {"type": "openai", "api_key": "k",
-                                     "base_url": f"http://127.0.0.1:{dead_port}/v1"}},
-            "models": {"gpt-4o-mini": {"provider": "openai"}}}
+    dead = {
+        "providers": {"openai": {"type": "openai", "api_key": "k", "base_url": f"http://127.0.0.1:{dead_port}/v1"}},
+        "models": {"gpt-4o-mini": {"provider": "openai"}},
+    }
     async with running_omen(dead, tmp_path=tmp_path) as omen, httpx.AsyncClient(base_url=omen.v1) as http:
         error = assert_openai_error(await http.post("/chat/completions", json=CHAT), 502)
         assert "openai" in error["message"] and "unreachable" in error["message"]
-    async with open_fake_upstream("openai") as up, running_omen(config(up), tmp_path=tmp_path) as omen, \
-            httpx.AsyncClient(base_url=omen.v1) as http:
+    async with (
+        open_fake_upstream("openai") as up,
+        running_omen(config(up), tmp_path=tmp_path) as omen,
+        httpx.AsyncClient(base_url=omen.v1) as http,
+    ):
         up.fault = Fault(reset_before_headers=True)
         assert_openai_error(await http.post("/chat/completions", json=CHAT), 502)
         up.fault = Fault(reset_before_headers=True, rst=True)
@@ -96,9 +109,11 @@ async def test_upstream_unreachable_and_reset(tmp_path) -> None:
 
 
 async def test_first_byte_and_idle_timeouts(tmp_path) -> None:
-    async with open_fake_upstream("openai") as up, running_omen(
-        config(up, first_byte=0.5, idle=0.5), tmp_path=tmp_path
-    ) as omen, httpx.AsyncClient(base_url=omen.v1, timeout=10) as http:
+    async with (
+        open_fake_upstream("openai") as up,
+        running_omen(config(up, first_byte=0.5, idle=0.5), tmp_path=tmp_path) as omen,
+        httpx.AsyncClient(base_url=omen.v1, timeout=10) as http,
+    ):
         up.fault = Fault(delay_headers=3)
         error = assert_openai_error(await http.post("/chat/completions", json=CHAT), 504)
         assert "first byte" in error["message"]
@@ -113,8 +128,11 @@ async def test_first_byte_and_idle_timeouts(tmp_path) -> None:
 
 
 async def test_mid_stream_break_and_error(tmp_path) -> None:
-    async with open_fake_upstream("openai") as up, running_omen(config(up), tmp_path=tmp_path) as omen, \
-            httpx.AsyncClient(base_url=omen.v1) as http:
+    async with (
+        open_fake_upstream("openai") as up,
+        running_omen(config(up), tmp_path=tmp_path) as omen,
+        httpx.AsyncClient(base_url=omen.v1) as http,
+    ):
         up.fault = Fault(break_after_chunks=2)
         response = await http.post("/chat/completions", json={**CHAT, "stream": True})
         payloads = sse_payloads(response.text)
@@ -129,12 +147,14 @@ async def test_mid_stream_break_and_error(tmp_path) -> None:
 
 
 async def test_client_disconnect_cancels_upstream(tmp_path) -> None:
-    async with open_fake_upstream("openai", chunks=200, chunk_delay=0.02) as up, running_omen(
-        config(up), tmp_path=tmp_path
-    ) as omen:
-        async with httpx.AsyncClient(base_url=omen.v1) as http, http.stream(
-            "POST", "/chat/completions", json={**CHAT, "stream": True}
-        ) as response:
+    async with (
+        open_fake_upstream("openai", chunks=200, chunk_delay=0.02) as up,
+        running_omen(config(up), tmp_path=tmp_path) as omen,
+    ):
+        async with (
+            httpx.AsyncClient(base_url=omen.v1) as http,
+            http.stream("POST", "/chat/completions", json={**CHAT, "stream": True}) as response,
+        ):
             async for _ in response.aiter_lines():
                 break  # read one line, then drop the connection
         await up.wait_disconnect(timeout=5)
@@ -148,15 +168,18 @@ async def test_request_id_and_master_key(tmp_path) -> None:
     async with open_fake_upstream("openai") as up:
         cfg = config(up)
         cfg["auth"] = {"master_key": "env:TEST_MASTER"}
-        async with running_omen(cfg, tmp_path=tmp_path, env={"TEST_MASTER": "mk-123"}) as omen, \
-                httpx.AsyncClient(base_url=omen.v1) as http:
+        async with (
+            running_omen(cfg, tmp_path=tmp_path, env={"TEST_MASTER": "mk-123"}) as omen,
+            httpx.AsyncClient(base_url=omen.v1) as http,
+        ):
             error = assert_openai_error(await http.post("/chat/completions", json=CHAT), 401)
             assert error["code"] == "missing_api_key"
             wrong = await http.post("/chat/completions", json=CHAT, headers={"authorization": "Bearer nope"})
             assert assert_openai_error(wrong, 401)["code"] == "invalid_api_key"
             assert (await http.get("/models")).status_code == 401
-            ok = await http.post("/chat/completions", json=CHAT,
-                                 headers={"authorization": "Bearer mk-123", "x-request-id": "trace-42"})
+            ok = await http.post(
+                "/chat/completions", json=CHAT, headers={"authorization": "Bearer mk-123", "x-request-id": "trace-42"}
+            )
             assert ok.status_code == 200 and ok.headers["x-request-id"] == "trace-42"
             assert up.last_request.headers["authorization"] == "Bearer sk-upstream-secret"
             assert (await http.get(omen.url + "/health")).status_code == 200  # liveness needs no key

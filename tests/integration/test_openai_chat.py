@@ -18,19 +18,24 @@ from tests.fakes import open_fake_upstream
 def config_for(up, **extra) -> dict:
     return {
         "providers": {"openai": openai_provider(up, api_key="sk-upstream-secret")},
-        "models": {"gpt-4o-mini": {"provider": "openai", "model": "gpt-4o-mini"},
-                   "fast": {"provider": "openai", "model": "gpt-4o-mini-2024-07-18"}},
+        "models": {
+            "gpt-4o-mini": {"provider": "openai", "model": "gpt-4o-mini"},
+            "fast": {"provider": "openai", "model": "gpt-4o-mini-2024-07-18"},
+        },
         **extra,
     }
 
 
 async def test_chat_non_stream_async_sdk(tmp_path) -> None:
-    async with open_fake_upstream("openai", api_key="sk-upstream-secret") as up, running_omen(
-        config_for(up), tmp_path=tmp_path
-    ) as omen:
+    async with (
+        open_fake_upstream("openai", api_key="sk-upstream-secret") as up,
+        running_omen(config_for(up), tmp_path=tmp_path) as omen,
+    ):
         client = openai.AsyncOpenAI(base_url=omen.v1, api_key="unused", max_retries=0)
         raw = await client.chat.completions.with_raw_response.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello there gateway"}], seed=7,
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "Hello there gateway"}],
+            seed=7,
             extra_body={"custom_vendor_field": {"keep": True}},
         )
         completion = raw.parse()
@@ -63,7 +68,9 @@ async def test_stream_with_and_without_usage(tmp_path) -> None:
     async with open_fake_upstream("openai") as up, running_omen(config_for(up), tmp_path=tmp_path) as omen:
         client = openai.AsyncOpenAI(base_url=omen.v1, api_key="unused", max_retries=0)
         stream = await client.chat.completions.create(
-            model="gpt-4o-mini", stream=True, stream_options={"include_usage": True},
+            model="gpt-4o-mini",
+            stream=True,
+            stream_options={"include_usage": True},
             messages=[{"role": "user", "content": "one two three four"}],
         )
         text, usage = "", None
@@ -78,7 +85,9 @@ async def test_stream_with_and_without_usage(tmp_path) -> None:
         # Without include_usage the client gets no usage chunk, but OMEN asked the upstream for it
         # and logs the tokens.
         raw = await client.chat.completions.with_raw_response.create(
-            model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "five six"}],
+            model="gpt-4o-mini",
+            stream=True,
+            messages=[{"role": "user", "content": "five six"}],
         )
         chunks = [c async for c in raw.parse()]
         assert all(c.usage is None for c in chunks)
@@ -92,12 +101,22 @@ async def test_stream_with_and_without_usage(tmp_path) -> None:
 
 
 async def test_streamed_tool_calls(tmp_path) -> None:
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"location": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"location": {"type": "string"}}},
+            },
+        }
+    ]
     async with open_fake_upstream("openai") as up, running_omen(config_for(up), tmp_path=tmp_path) as omen:
         client = openai.AsyncOpenAI(base_url=omen.v1, api_key="unused", max_retries=0)
         stream = await client.chat.completions.create(
-            model="gpt-4o-mini", stream=True, tools=tools, tool_choice="auto",
+            model="gpt-4o-mini",
+            stream=True,
+            tools=tools,
+            tool_choice="auto",
             messages=[{"role": "user", "content": "weather in Paris?"}],
         )
         args, name, finish = "", None, None
@@ -129,11 +148,15 @@ async def test_embeddings_float_and_base64(tmp_path) -> None:
         async with httpx.AsyncClient(base_url=omen.v1) as http:
             floats = (await http.post("/embeddings", json={"model": "gpt-4o-mini", "input": "abc"})).json()
             assert floats["object"] == "list" and isinstance(floats["data"][0]["embedding"], list)
-            b64 = (await http.post("/embeddings", json={"model": "gpt-4o-mini", "input": ["abc", "d"],
-                                                        "encoding_format": "base64"})).json()
+            b64 = (
+                await http.post(
+                    "/embeddings", json={"model": "gpt-4o-mini", "input": ["abc", "d"], "encoding_format": "base64"}
+                )
+            ).json()
             assert len(b64["data"]) == 2
-            decoded = struct.unpack(f"<{len(floats['data'][0]['embedding'])}f",
-                                    base64.b64decode(b64["data"][0]["embedding"]))
+            decoded = struct.unpack(
+                f"<{len(floats['data'][0]['embedding'])}f", base64.b64decode(b64["data"][0]["embedding"])
+            )
             assert [round(x, 5) for x in decoded] == [round(x, 5) for x in floats["data"][0]["embedding"]]
         assert up.last_request.json["encoding_format"] == "base64"
 
@@ -154,7 +177,9 @@ async def test_models_listing_and_lookup(tmp_path) -> None:
             missing = await http.get("/models/nope")
             assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
             # provider-qualified names route to any upstream model
-            routed = await http.post("/chat/completions", json={
-                "model": "openai/gpt-4.1-nano", "messages": [{"role": "user", "content": "x"}]})
+            routed = await http.post(
+                "/chat/completions",
+                json={"model": "openai/gpt-4.1-nano", "messages": [{"role": "user", "content": "x"}]},
+            )
             assert routed.status_code == 200
             assert up.last_request.json["model"] == "gpt-4.1-nano"

@@ -95,12 +95,17 @@ async def test_curl(tmp_path) -> None:
             assert plain.returncode == 0, plain.stderr
             assert orjson.loads(plain.stdout)["choices"][0]["message"]["content"] == "Echo: over the wire"
             streamed = await trio.to_thread.run_sync(
-                lambda f=flags: curl(*f, "-N", url, "-H", "content-type: application/json",
-                                     "-d", orjson.dumps(STREAM_BODY))
+                lambda f=flags: curl(
+                    *f, "-N", url, "-H", "content-type: application/json", "-d", orjson.dumps(STREAM_BODY)
+                )
             )
             assert streamed.returncode == 0, streamed.stderr
             assert streamed_text(streamed.stdout) == "Echo: over the wire"
-        missing = await trio.to_thread.run_sync(lambda: subprocess.run(
-            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", omen.v1 + "/models/nope"],
-            capture_output=True, timeout=30))
+        missing = await trio.to_thread.run_sync(
+            lambda: subprocess.run(
+                ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", omen.v1 + "/models/nope"],
+                capture_output=True,
+                timeout=30,
+            )
+        )
         assert missing.stdout == b"404"

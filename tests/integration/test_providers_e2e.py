@@ -16,8 +16,9 @@ async def chat_both_ways(omen, model: str) -> tuple[str, str, httpx.Headers]:
     client = openai.AsyncOpenAI(base_url=omen.v1, api_key="unused", max_retries=0)
     raw = await client.chat.completions.with_raw_response.create(model=model, messages=MESSAGES)
     text = raw.parse().choices[0].message.content
-    stream = await client.chat.completions.create(model=model, messages=MESSAGES, stream=True,
-                                                  stream_options={"include_usage": True})
+    stream = await client.chat.completions.create(
+        model=model, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
     streamed, usage = "", None
     async for chunk in stream:
         if chunk.choices:
@@ -30,9 +31,17 @@ async def chat_both_ways(omen, model: str) -> tuple[str, str, httpx.Headers]:
 
 async def test_azure_deployment(tmp_path) -> None:
     async with open_fake_upstream("azure", api_key="az-secret") as up:
-        cfg = {"providers": {"azure-eu": {"type": "azure", "endpoint": up.base_url, "api_key": "az-secret",
-                                          "api_version": "2024-10-21"}},
-               "models": {"eu-gpt": {"provider": "azure-eu", "model": "my-deployment"}}}
+        cfg = {
+            "providers": {
+                "azure-eu": {
+                    "type": "azure",
+                    "endpoint": up.base_url,
+                    "api_key": "az-secret",
+                    "api_version": "2024-10-21",
+                }
+            },
+            "models": {"eu-gpt": {"provider": "azure-eu", "model": "my-deployment"}},
+        }
         async with running_omen(cfg, tmp_path=tmp_path) as omen:
             text, streamed, headers = await chat_both_ways(omen, "eu-gpt")
             assert text == streamed == "Echo: ping pong"
@@ -63,8 +72,10 @@ async def test_xai(tmp_path) -> None:
 
 async def test_generic_openai_compatible(tmp_path) -> None:
     async with open_fake_upstream("generic") as up:
-        cfg = {"providers": {"vllm": {"type": "openai-compatible", "base_url": up.openai_base}},
-               "models": {"local-llama": {"provider": "vllm", "model": "meta-llama/Llama-3.1-8B-Instruct"}}}
+        cfg = {
+            "providers": {"vllm": {"type": "openai-compatible", "base_url": up.openai_base}},
+            "models": {"local-llama": {"provider": "vllm", "model": "meta-llama/Llama-3.1-8B-Instruct"}},
+        }
         async with running_omen(cfg, tmp_path=tmp_path) as omen:
             text, streamed, _ = await chat_both_ways(omen, "local-llama")
             assert text == streamed == "Echo: ping pong"
@@ -79,17 +90,22 @@ async def test_ollama_native_with_failover_and_discovery(tmp_path) -> None:
         cfg = {"providers": {"ollama": {"endpoints": [dead_url, up.base_url], "discover_models": True}}}
         async with running_omen(cfg, tmp_path=tmp_path) as omen:
             for _ in range(2):  # round robin starts at either endpoint; the dead one fails over
-                text, streamed, headers = await chat_both_ways(omen, "ollama/llama3.2")
+                text, streamed, _ = await chat_both_ways(omen, "ollama/llama3.2")
                 assert text == streamed == "Echo: ping pong"
             assert up.requests_to("/api/chat")[-1].json["stream"] is True
             async with httpx.AsyncClient(base_url=omen.v1) as http:
                 listing = (await http.get("/models")).json()
                 assert "ollama/llama3.2:latest" in {m["id"] for m in listing["data"]}
-                embedded = (await http.post("/embeddings", json={"model": "ollama/llama3.2",
-                                                                  "input": ["a", "b"]})).json()
+                embedded = (
+                    await http.post("/embeddings", json={"model": "ollama/llama3.2", "input": ["a", "b"]})
+                ).json()
                 assert len(embedded["data"]) == 2
-                fim = (await http.post("/completions", json={"model": "ollama/qwen2.5-coder",
-                                                             "prompt": "def f():", "suffix": "return 1"})).json()
+                fim = (
+                    await http.post(
+                        "/completions",
+                        json={"model": "ollama/qwen2.5-coder", "prompt": "def f():", "suffix": "return 1"},
+                    )
+                ).json()
                 assert "[suffix: return 1]" in fim["choices"][0]["text"]
                 missing = await http.post("/chat/completions", json={"model": "ollama/nope", "messages": MESSAGES})
                 assert missing.status_code == 404

@@ -37,8 +37,11 @@ async def test_demo_model_without_config(tmp_path) -> None:
             assert ready.status_code == 200 and ready.json()["providers"] == ["demo"]
         client = openai.AsyncOpenAI(base_url=omen.v1, api_key="none", max_retries=0)
         stream = await client.chat.completions.create(
-            model="omen-demo", stream=True, stream_options={"include_usage": True},
-            messages=[{"role": "user", "content": "What are you?"}])
+            model="omen-demo",
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "What are you?"}],
+        )
         pieces, usage = [], None
         async for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
@@ -63,8 +66,12 @@ async def test_ready_without_providers(tmp_path) -> None:
 async def test_omen_serve_command_and_sigterm(tmp_path) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "omen", "serve", "--port", str(port)], cwd=tmp_path,
-        env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        [sys.executable, "-m", "omen", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         async with httpx.AsyncClient() as http:
             with trio.fail_after(30):
@@ -74,8 +81,10 @@ async def test_omen_serve_command_and_sigterm(tmp_path) -> None:
                             break
                     except httpx.TransportError:
                         await trio.sleep(0.1)
-            reply = await http.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={
-                "model": "omen-demo", "messages": [{"role": "user", "content": "zebra-secret-prompt"}]})
+            reply = await http.post(
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                json={"model": "omen-demo", "messages": [{"role": "user", "content": "zebra-secret-prompt"}]},
+            )
             assert reply.status_code == 200
         process.send_signal(signal.SIGTERM)
         code = await trio.to_thread.run_sync(lambda: process.wait(timeout=30))
@@ -90,10 +99,16 @@ async def test_omen_serve_command_and_sigterm(tmp_path) -> None:
 
 
 def test_omen_version_names_backend() -> None:
-    out = subprocess.run([sys.executable, "-m", "omen", "version"], capture_output=True, text=True,
-                         env=clean_env(), timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "omen", "version"], capture_output=True, text=True, env=clean_env(), timeout=60
+    )
     assert out.returncode == 0 and out.stdout.startswith("omen ")
-    pure = subprocess.run([sys.executable, "-m", "omen", "version"], capture_output=True, text=True,
-                          env=clean_env(OMEN_PURE_PYTHON="1"), timeout=60)
+    pure = subprocess.run(
+        [sys.executable, "-m", "omen", "version"],
+        capture_output=True,
+        text=True,
+        env=clean_env(OMEN_PURE_PYTHON="1"),
+        timeout=60,
+    )
     assert "pure-python" in pure.stdout
     assert "compiled" not in pure.stdout
