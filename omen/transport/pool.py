@@ -10,10 +10,12 @@ from __future__ import annotations
 import httpx
 
 from omen.config.schema import ProviderConfig
+from omen.transport import httpcore_patches
 
 
 class UpstreamPool:
     def __init__(self) -> None:
+        httpcore_patches.apply()  # cancelled h2 upstream responses send RST_STREAM
         self._clients: dict[str, httpx.AsyncClient] = {}
 
     def client(self, base_url: str, cfg: ProviderConfig) -> httpx.AsyncClient:
