@@ -186,3 +186,16 @@ async def test_request_id_and_master_key(tmp_path) -> None:
             log = omen.log.getvalue()
             assert b"mk-123" not in log and b"sk-upstream-secret" not in log and b"hello" not in log
             assert omen.request_log("trace-42")[0]["status"] == 200
+
+
+async def test_total_timeout_ends_a_long_stream(tmp_path) -> None:
+    async with open_fake_upstream("openai", chunks=100, chunk_delay=0.05) as up, running_omen(
+        config(up, total=0.6, idle=5), tmp_path=tmp_path
+    ) as omen, httpx.AsyncClient(base_url=omen.v1, timeout=10) as http:
+        response = await http.post("/chat/completions", json={**CHAT, "stream": True})
+        payloads = sse_payloads(response.text)
+        assert payloads[-1] == "[DONE]"
+        error = orjson.loads(payloads[-2])["error"]
+        assert "total" in error["message"] and error["code"] == "upstream_timeout"
+        assert 2 < len(payloads) < 100  # some chunks were relayed before the deadline
+        await up.wait_disconnect(timeout=5)  # and the upstream call was cancelled
