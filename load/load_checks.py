@@ -19,6 +19,8 @@ class StreamReport:
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     usage_chunks: list[dict[str, Any]] = field(default_factory=list)
     usage_on_choice_chunks: int = 0
+    usage_null_chunks: int = 0
+    """Chunks with a ``"usage": null`` member (OpenAI sends those only when include_usage is set)."""
     last_json_is_usage: bool = False
 
 
@@ -89,6 +91,8 @@ def _chunk(obj: Any, rep: StreamReport) -> None:
         return
     if usage is not None:
         rep.usage_on_choice_chunks += 1
+    elif "usage" in obj:
+        rep.usage_null_chunks += 1
     for choice in choices:
         if not isinstance(choice, dict) or choice.get("index") != 0:
             rep.problems.append(f"unexpected choice: {str(choice)[:120]}")

@@ -424,6 +424,7 @@ class OmenUser(FastHttpUser):
             rep = parse_sse(out.body)
             out.problems += rep.problems
             out.extra["events"] = rep.events
+            out.extra["usage_null_chunks"] = rep.usage_null_chunks
             if rep.content != expected_reply(messages):
                 out.problems.append(f"streamed content mismatch: {rep.content[:120]!r}")
             if rep.finish_reasons != ["stop"]:
@@ -469,6 +470,7 @@ class OmenUser(FastHttpUser):
                 rep = parse_sse(out.body)
                 out.problems += rep.problems
                 out.extra["events"] = rep.events
+                out.extra["usage_null_chunks"] = rep.usage_null_chunks
                 calls = [rep.tool_calls[i] for i in sorted(rep.tool_calls)]
                 reasons = rep.finish_reasons
                 if rep.content:

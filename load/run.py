@@ -691,6 +691,15 @@ def print_summary(
     chats = [e["req_bytes"] for e in info.get("ledger", []) if e["path"] == CHAT_PATH]
     if chats:
         print(f"\nchat request bodies: {min(chats)}-{max(chats)} bytes (mean {sum(chats) / len(chats):.0f})", file=out)
+    plain = [e for e in info.get("ledger", []) if e["stream"] and e["include_usage"] is False and e["outcome"] == "ok"]
+    nulls = Counter(e["model"] for e in plain if e.get("usage_null_chunks"))
+    if nulls:
+        print(
+            'observation (not a gate): streams without include_usage whose chunks carry "usage": null '
+            "(the upstream sends no usage member then; OMEN asked it for usage): "
+            + ", ".join(f"{m}: {n}/{sum(1 for e in plain if e['model'] == m)}" for m, n in sorted(nulls.items())),
+            file=out,
+        )
     other = info.get("stderr_other")
     if other:
         print(f"OMEN stderr had {len(other)} non-JSON lines (not tracebacks):{examples(other, 3)}", file=out)

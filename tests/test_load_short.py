@@ -123,6 +123,9 @@ def test_stream_usage_rules() -> None:
     cumulative = parse_sse(_sse(_chunk({"content": "a"}, usage=USAGE), _chunk({}, "stop", usage=USAGE), b"[DONE]"))
     assert stream_usage_problems(cumulative, "xai", False, None, None) == []  # xAI's own habit
     assert stream_usage_problems(cumulative, "openai", False, None, None) != []
+    nulls = parse_sse(_sse({**_chunk({"content": "a"}), "usage": None}, _chunk({}, "stop"), b"[DONE]"))
+    assert nulls.usage_null_chunks == 1 and nulls.problems == []  # only an observation, not a problem
+    assert stream_usage_problems(nulls, "openai", False, None, None) == []
     assert usage_problems(USAGE, 3, 2) == []
     assert usage_problems({**USAGE, "total_tokens": 9}, None, None) != []
     assert usage_problems(None, None, None) != []
