@@ -107,9 +107,12 @@ class OpenAIStream:
     ``_before_finish`` (last chance to emit buffered events before StreamEnd/StreamError).
     """
 
-    def __init__(self, provider: str, include_usage: bool) -> None:
+    def __init__(self, provider: str, include_usage: bool, usage_injected: bool = False) -> None:
         self.provider = provider
         self.include_usage = include_usage
+        # OMEN asked the upstream for usage on the client's behalf: with include_usage set, OpenAI adds
+        # "usage":null to every chunk, which the client would not have seen; it is removed again.
+        self.usage_injected = usage_injected
         self._sse = SSEDecoder()
         self._finished = False
         self._latest_usage: Usage | None = None
@@ -180,6 +183,9 @@ class OpenAIStream:
 
     def _chunk(self, data: bytes, out: list[StreamEvent]) -> None:
         if not has_usage_object(data):
+            if self.usage_injected:
+                # Safe as a byte edit: inside a JSON string the quotes would be escaped.
+                data = data.replace(b',"usage":null', b"")
             out.append(Chunk(data))
             return
         probe = probe_usage(data)
@@ -255,7 +261,7 @@ class OpenAIProvider:
         return self._result(body)
 
     def chat_stream(self, call: ChatCall) -> OpenAIStream:
-        return self.stream_class(self.id, call.include_usage)
+        return self.stream_class(self.id, call.include_usage, self._injects_usage(call))
 
     def completion_request(self, call: CompletionCall) -> UpstreamRequest:
         return self._post("completions", call)
@@ -264,7 +270,7 @@ class OpenAIProvider:
         return self._result(body)
 
     def completion_stream(self, call: CompletionCall) -> OpenAIStream:
-        return self.stream_class(self.id, call.include_usage)
+        return self.stream_class(self.id, call.include_usage, self._injects_usage(call))
 
     def embeddings_request(self, call: EmbeddingCall) -> UpstreamRequest:
         return self._post("embeddings", call)
@@ -303,6 +309,9 @@ class OpenAIProvider:
 
     # -- internals --
 
+    def _injects_usage(self, call: Call) -> bool:
+        return call.stream and not call.include_usage and self.config.stream_usage
+
     def _post(self, operation: str, call: Call) -> UpstreamRequest:
         model = call.upstream_model
         # a fresh header list per request: the transport may add to it
@@ -311,7 +320,7 @@ class OpenAIProvider:
 
     def _body(self, call: Call) -> bytes:
         """The client's bytes unchanged when possible; else decoded, patched and re-encoded."""
-        inject_usage = call.stream and not call.include_usage and self.config.stream_usage
+        inject_usage = self._injects_usage(call)
         if not inject_usage and _body_model(call) == call.upstream_model:
             return call.raw
         try:

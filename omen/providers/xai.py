@@ -36,8 +36,8 @@ def xai_usage(usage: Any) -> Usage | None:
 
 
 class XAIStream(OpenAIStream):
-    def __init__(self, provider: str, include_usage: bool) -> None:
-        super().__init__(provider, include_usage)
+    def __init__(self, provider: str, include_usage: bool, usage_injected: bool = False) -> None:
+        super().__init__(provider, include_usage, usage_injected)
         self._saw_tool_calls = False
         # xAI repeats usage on every chunk: keep the latest payload undecoded, decode it once at the end
         self._last_usage_payload: bytes | None = None

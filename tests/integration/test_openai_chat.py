@@ -4,6 +4,7 @@ official openai SDK (async and sync) and httpx over real sockets."""
 from __future__ import annotations
 
 import base64
+import re
 import struct
 
 import httpx
@@ -183,3 +184,14 @@ async def test_models_listing_and_lookup(tmp_path) -> None:
             )
             assert routed.status_code == 200
             assert up.last_request.json["model"] == "gpt-4.1-nano"
+
+
+async def test_injected_usage_leaves_chunks_byte_identical(tmp_path) -> None:
+    """Without include_usage the client sees exactly the chunks the upstream would have sent it."""
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "same bytes"}]}
+    async with open_fake_upstream("openai") as up, running_omen(config_for(up), tmp_path=tmp_path) as omen, \
+            httpx.AsyncClient() as http:
+        direct = await http.post(up.openai_base + "/chat/completions", json=body)
+        through = await http.post(omen.v1 + "/chat/completions", json=body)
+        same_id = re.compile(rb"chatcmpl-fake\d+")  # the fake numbers its responses
+        assert same_id.sub(b"ID", through.content) == same_id.sub(b"ID", direct.content)
