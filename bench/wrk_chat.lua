@@ -2,7 +2,8 @@
 -- run's figures as one machine-readable line ("BENCH_JSON {...}") when the run is done.
 --
 -- The body is read from the file named by $BENCH_BODY_FILE (bench/run.py writes it) so that the
--- direct and the through-OMEN runs post byte-identical requests. Without it a built-in body is used:
+-- direct and the through-OMEN runs post byte-identical requests. $BENCH_HEADERS adds request headers,
+-- one "Name: value" per line (the Portkey target routes by header). Without them a built-in body is used:
 --   wrk -t1 -c32 -d8s --latency -s bench/wrk_chat.lua http://127.0.0.1:PORT/v1/chat/completions
 
 local body = nil
@@ -21,7 +22,16 @@ end
 wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer bench"
+wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_API_KEY") or "bench")
+local extra = os.getenv("BENCH_HEADERS")
+if extra ~= nil then
+   for line in string.gmatch(extra, "[^\n]+") do
+      local name, value = string.match(line, "^%s*([^:]+):%s*(.-)%s*$")
+      if name ~= nil then
+         wrk.headers[name] = value
+      end
+   end
+end
 
 function done(summary, latency, requests)
    local e = summary.errors
