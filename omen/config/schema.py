@@ -52,7 +52,7 @@ class ProviderConfig(_Section):
     organization: str | None = None
     project: str | None = None
     headers: dict[str, str] = {}
-    http2: bool | None = None  # None: negotiate over TLS (ALPN), HTTP/1.1 on cleartext
+    http2: bool | None = None  # None/false: HTTP/1.1 keep-alive (h11 transport); true: HTTP/2 (ALPN or h2c)
     # ask OpenAI-compatible upstreams for the final usage chunk (stream_options.include_usage) so
     # streamed calls are accounted exactly; the chunk is dropped if the client did not ask for it
     stream_usage: bool = True
