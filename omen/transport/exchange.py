@@ -14,11 +14,14 @@ from collections.abc import AsyncIterator
 import httpx
 import trio
 
+from omen import __version__
 from omen.config.schema import Timeouts
 from omen.errors import OmenError, upstream_timeout, upstream_unreachable
 from omen.providers.base import Provider, UpstreamRequest
 from omen.transport.pool import UpstreamPool
 
+# Identity encoding: OMEN relays upstream bytes as they are, so they must not arrive compressed.
+_DEFAULT_HEADERS = [("accept-encoding", "identity"), ("user-agent", f"omen/{__version__}")]
 _CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Failing before any response byte: the request may not have been processed, so the next endpoint
 # may be tried. RemoteProtocolError covers "server closed the connection without a response".
@@ -94,14 +97,20 @@ class Exchange:
         deadline = now + timeouts.total if timeouts.total > 0 else math.inf
         first_byte_deadline = min(now + timeouts.first_byte, deadline)
         last_error = "no endpoint configured"
+        headers = [*request.headers, *_DEFAULT_HEADERS]
         for endpoint in self._endpoint_order(provider):
-            client = self._pool.client(endpoint, provider.config)
-            http_request = client.build_request(
-                request.method, endpoint + request.path, headers=request.headers, content=request.body
+            upstream = self._pool.upstream(endpoint, provider.config)
+            http_request = httpx.Request(
+                request.method,
+                endpoint + request.path,
+                headers=headers,
+                content=request.body,
+                extensions={"timeout": upstream.timeouts},
             )
             with trio.move_on_at(first_byte_deadline):
                 try:
-                    response = await client.send(http_request, stream=True)
+                    response = await upstream.transport.handle_async_request(http_request)
+                    response.request = http_request
                 except _BEFORE_HEADERS_ERRORS as exc:
                     last_error = _describe(exc)
                     continue

@@ -29,6 +29,7 @@ httpx's own read/write timeouts stay off.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import httpx
 
@@ -42,6 +43,10 @@ KEEPALIVE_EXPIRY = 30.0  # seconds an idle upstream connection is kept (below co
 
 
 class UpstreamPool:
+    """One httpx transport per upstream base URL. The exchange calls the transport directly
+    (``handle_async_request``): httpx's client layer adds nothing a gateway wants (cookie jars shared
+    across callers, redirects, default ``Accept-Encoding``) and costs CPU on every request."""
+
     def __init__(self, transport: str | None = None) -> None:
         """``transport``: ``"h11"`` or ``"httpcore"`` for HTTP/1.1 upstreams (default: $OMEN_UPSTREAM_TRANSPORT,
         else ``"h11"``)."""
@@ -50,40 +55,44 @@ class UpstreamPool:
             raise ValueError(f"{TRANSPORT_ENV}={choice!r}: expected one of {', '.join(TRANSPORTS)}")
         self.transport = choice
         httpcore_patches.apply()  # cancelled h2 upstream responses send RST_STREAM
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._upstreams: dict[str, Upstream] = {}
 
-    def client(self, base_url: str, cfg: ProviderConfig) -> httpx.AsyncClient:
-        client = self._clients.get(base_url)
-        if client is None:
-            client = self._clients[base_url] = self._make(base_url, cfg)
-        return client
+    def upstream(self, base_url: str, cfg: ProviderConfig) -> Upstream:
+        upstream = self._upstreams.get(base_url)
+        if upstream is None:
+            upstream = self._upstreams[base_url] = Upstream(self._make(base_url, cfg), _timeouts(cfg))
+        return upstream
 
-    def _make(self, base_url: str, cfg: ProviderConfig) -> httpx.AsyncClient:
-        timeout = httpx.Timeout(None, connect=cfg.timeouts.connect, pool=cfg.timeouts.connect)
+    def _make(self, base_url: str, cfg: ProviderConfig) -> httpx.AsyncBaseTransport:
         if not cfg.http2 and self.transport == "h11":
-            return httpx.AsyncClient(
-                transport=H11Transport(max_connections=cfg.max_connections, keepalive_expiry=KEEPALIVE_EXPIRY),
-                timeout=timeout,
-                follow_redirects=False,
-                trust_env=False,  # the gateway's routing is explicit; no proxy env surprises
-            )
+            return H11Transport(max_connections=cfg.max_connections, keepalive_expiry=KEEPALIVE_EXPIRY)
         http2 = bool(cfg.http2)
         tls = base_url.startswith("https:")
-        return httpx.AsyncClient(
+        return httpx.AsyncHTTPTransport(
             # http2 on cleartext = prior knowledge (h2c); over TLS, ALPN offers h2 and HTTP/1.1
             http1=tls or not http2,
             http2=http2,
-            timeout=timeout,
             limits=httpx.Limits(
                 max_connections=cfg.max_connections,
                 max_keepalive_connections=cfg.max_connections,
                 keepalive_expiry=KEEPALIVE_EXPIRY,
             ),
-            follow_redirects=False,
-            trust_env=False,
+            trust_env=False,  # the gateway's routing is explicit; no proxy env surprises
         )
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
+        upstreams, self._upstreams = list(self._upstreams.values()), {}
+        for upstream in upstreams:
+            await upstream.transport.aclose()
+
+
+@dataclass(slots=True, frozen=True)
+class Upstream:
+    transport: httpx.AsyncBaseTransport
+    timeouts: dict[str, float | None]  # httpx's per-request "timeout" extension
+
+
+def _timeouts(cfg: ProviderConfig) -> dict[str, float | None]:
+    # connect (and waiting for a pooled connection) is the transport's job; read/write deadlines are
+    # trio cancel scopes in exchange.py
+    return {"connect": cfg.timeouts.connect, "read": None, "write": None, "pool": cfg.timeouts.connect}

@@ -195,3 +195,17 @@ async def test_injected_usage_leaves_chunks_byte_identical(tmp_path) -> None:
         through = await http.post(omen.v1 + "/chat/completions", json=body)
         same_id = re.compile(rb"chatcmpl-fake\d+")  # the fake numbers its responses
         assert same_id.sub(b"ID", through.content) == same_id.sub(b"ID", direct.content)
+
+
+async def test_upstream_request_headers_are_the_gateways(tmp_path) -> None:
+    """No compression (bytes are relayed as they are), no cookies carried between callers, and a
+    client's own credentials never reach the upstream."""
+    async with open_fake_upstream("openai") as up, running_omen(config_for(up), tmp_path=tmp_path) as omen, \
+            httpx.AsyncClient() as http:
+        response = await http.post(omen.v1 + "/chat/completions", headers={"cookie": "session=abc"}, json={
+            "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+        assert response.status_code == 200
+        sent = up.last_request.headers
+        assert sent["accept-encoding"] == "identity"
+        assert sent["user-agent"].startswith("omen/")
+        assert "cookie" not in sent

@@ -429,8 +429,8 @@ async def test_pool_picks_the_transport(
     else:
         monkeypatch.setenv(TRANSPORT_ENV, env)
     pool = UpstreamPool()
-    client = pool.client("http://127.0.0.1:1/v1", ProviderConfig(http2=http2))
-    assert isinstance(client._transport, H11Transport) is fast
+    upstream = pool.upstream("http://127.0.0.1:1/v1", ProviderConfig(http2=http2))
+    assert isinstance(upstream.transport, H11Transport) is fast
     await pool.aclose()
 
 
