@@ -612,6 +612,7 @@ class ProtocolRun:
     max_ms: float = NAN
     cpu_omen: float = 0.0
     cpu_client: float = 0.0
+    others: float = NAN  # others' load (cores) during the run
     note: str = ""
 
     @property
@@ -1016,7 +1017,7 @@ def run(cfg: Config, args: argparse.Namespace, procs: Processes, workdir: Path) 
     }  # fmt: skip
     upstreams = {route: procs.start(f"upstream-{route}", argv) for route, argv in upstream_argv.items()}
     upstream_commands = [
-        f"{route}: `{' '.join(shlex.quote(a) for a in argv).replace(python, 'python')}`"
+        f"{route}: `{' '.join(shlex.quote(a) for a in argv).replace(python, 'python').replace(str(ROOT) + '/', '')}`"
         for route, argv in upstream_argv.items()
     ]
     direct = Target(
@@ -1037,7 +1038,9 @@ def run(cfg: Config, args: argparse.Namespace, procs: Processes, workdir: Path) 
         toml.write_text(omen_toml(port, up_ports))
         argv = [omen_exe, "serve", "--config", str(toml)] + (["--workers", str(workers)] if workers > 1 else [])
         proc = procs.start(name, argv, clean_env(pure))
-        shown = ("OMEN_PURE_PYTHON=1 " if pure else "") + " ".join(argv).replace(str(workdir), "<tmp>")
+        shown = ("OMEN_PURE_PYTHON=1 " if pure else "") + " ".join(argv).replace(str(workdir), "<tmp>").replace(
+            str(ROOT) + "/", ""
+        )
         target = Target(
             name, proc, {r: Route(port, peers.MODELS[r]) for r in peers.ROUTES}, shown,
             f"{workers} worker process(es)"
@@ -1057,7 +1060,8 @@ def run(cfg: Config, args: argparse.Namespace, procs: Processes, workdir: Path) 
         proc = procs.start("omen-tls", argv, clean_env())
         tls_omen = Target(
             "omen tls", proc, {r: Route(port, peers.MODELS[r]) for r in peers.ROUTES},
-            " ".join(argv).replace(str(workdir), "<tmp>"), "TLS (h2 + h1 on TCP, h3 on UDP, same port)",
+            " ".join(argv).replace(str(workdir), "<tmp>").replace(str(ROOT) + "/", ""),
+            "TLS (h2 + h1 on TCP, h3 on UDP, same port)",
             ready_path=None,
         )  # fmt: skip
 
@@ -1162,7 +1166,7 @@ def run(cfg: Config, args: argparse.Namespace, procs: Processes, workdir: Path) 
     protocol_runs: list[ProtocolRun] = []
     if cfg.protocols and tls_omen is not None:
         omen_target = next(t for t in targets if t.name == "omen")
-        protocol_runs = run_protocols(cfg, omen_target, tls_omen, body_file)
+        protocol_runs = run_protocols(cfg, procs, omen_target, tls_omen, body_file)
 
     # ---- memory
     for target in targets[1:]:
@@ -1284,7 +1288,11 @@ def run_ramp(cfg: Config, targets: list[Target], procs: Processes, ramp: dict[st
                 step = pair(target, level, 1)
                 ramp[target.name].append(step)
                 if not step.passed and step.row.stats.complete == step.row.stats.streams and step.row.stats.gaps_ms:
-                    step = pair(target, level, 2)
+                    try:
+                        step = pair(target, level, 2)
+                    except HarnessLimit:
+                        step.reason += " (not confirmed: the harness reached its limit before the second pair)"
+                        raise
                     ramp[target.name].append(step)
                 if not step.passed:
                     alive.remove(target)
@@ -1294,7 +1302,7 @@ def run_ramp(cfg: Config, targets: list[Target], procs: Processes, ramp: dict[st
     return ""
 
 
-def run_protocols(cfg: Config, omen: Target, tls: Target, body_file: Path) -> list[ProtocolRun]:
+def run_protocols(cfg: Config, procs: Processes, omen: Target, tls: Target, body_file: Path) -> list[ProtocolRun]:
     """OMEN (1 worker) over each protocol, back to back. HTTP/1.1 is measured with wrk, not h2load: OMEN
     (hypercorn) answers "HTTP/1.1 200 " with an empty reason phrase, which h2load 1.52's HTTP/1.1 parser
     does not count as a response (every request "failed"); wrk and every HTTP client we use accept it."""
@@ -1320,12 +1328,15 @@ def run_protocols(cfg: Config, omen: Target, tls: Target, body_file: Path) -> li
         run = ProtocolRun(name, tool, shown)
         log(f"phase 6: [{i}/{len(plans)}] OMEN {name} ({d:g} s)")
         assert target.proc is not None
-        if tool == "wrk":
-            run_wrk_protocol(run, url, target, d, body_file)
-        elif tool == "h2load":
-            run_h2load(run, argv, target.proc, d)
-        else:
-            run_h3load(run, argv, target.proc, d)
+        load = OtherLoad(procs)
+        with load.measure():
+            if tool == "wrk":
+                run_wrk_protocol(run, url, target, d, body_file)
+            elif tool == "h2load":
+                run_h2load(run, argv, target.proc, d)
+            else:
+                run_h3load(run, argv, target.proc, d)
+        run.others = load.cores
         log(f"         {run.rps:,.0f} req/s, errors {run.errors}" + (f" ({run.note})" if run.note else ""))
         runs.append(run)
     return runs
@@ -1509,13 +1520,13 @@ def protocols_table(runs: list[ProtocolRun], h1_wrk: float) -> str:
         [
             r.name, fmt(r.rps, 0), ratio(r.rps, base), ratio(r.rps, h1_wrk), str(r.errors), fmt(r.mean_ms),
             fmt(r.p50_ms), fmt(r.p99_ms), fmt(r.max_ms), fmt(1e3 * r.cpu_omen / r.requests if r.requests else NAN, 3),
-            fmt(r.cpu_client / r.seconds if r.seconds else NAN), r.note or "",
+            fmt(r.cpu_client / r.seconds if r.seconds else NAN), fmt(r.others), r.note or "",
         ]
         for r in runs
     ]  # fmt: skip
     header = [
         "protocol", "req/s", "vs h1", "vs h1 (phase 2)", "errors", "mean ms", "p50 ms", "p99 ms", "max ms",
-        "OMEN CPU ms/req", "client busy (cores)", "note",
+        "OMEN CPU ms/req", "client busy (cores)", "others' load (cores)", "note",
     ]  # fmt: skip
     return table(header, out)
 
@@ -1621,7 +1632,12 @@ def ratio_table(report: Report, summary: dict[str, Summary]) -> str:
                 row += [ratio(so.cpu_ms, sx.cpu_ms), added, ratio(so.peak_mib, sx.peak_mib)]
             if report.cfg.ramp_levels:
                 ok = x != "direct" and so.ramp_value == so.ramp_value and sx.ramp_value == sx.ramp_value
-                row.append(ratio(so.ramp_value, sx.ramp_value) if ok and sx.ramp_value > 0 else "-")
+                if not ok:
+                    row.append("-")
+                elif sx.ramp_value > 0:
+                    row.append(ratio(so.ramp_value, sx.ramp_value))
+                else:  # x failed the first level: no ratio, say how they compare
+                    row.append(f"{so.ramp_text} vs {sx.ramp_text}")
             rows.append(row)
     return table(header, rows)
 
