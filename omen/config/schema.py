@@ -56,7 +56,7 @@ class ProviderConfig(_Section):
     # ask OpenAI-compatible upstreams for the final usage chunk (stream_options.include_usage) so
     # streamed calls are accounted exactly; the chunk is dropped if the client did not ask for it
     stream_usage: bool = True
-    max_connections: int = 100
+    max_connections: int = 1024  # per upstream per worker; every open stream holds one connection
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     # discover the provider's models (GET /models, /api/tags) and expose them as <provider>/<model>
     discover_models: bool = False
