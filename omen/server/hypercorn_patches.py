@@ -486,13 +486,20 @@ PATCHES: tuple[Callable[[], None], ...] = (
 
 
 def apply() -> None:
-    """Install every patch (idempotent). Raises ``UntestedHypercornError`` on another hypercorn version."""
+    """Install every patch, then ``hypercorn_fastpath`` (idempotent).
+
+    Raises ``UntestedHypercornError`` on another hypercorn version.
+    """
     global _applied
     if _applied:
         return
     _check_version()
     for patch in PATCHES:
         patch()
+    # per-request CPU cuts (not bug fixes) live in their own module; OMEN_HYPERCORN_FASTPATH=0 skips them
+    from omen.server import hypercorn_fastpath
+
+    hypercorn_fastpath.apply()
     _applied = True
 
 

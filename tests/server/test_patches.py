@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import socket
 from typing import Any
@@ -45,7 +46,9 @@ async def _close_while_sending(close: Any, rounds: int) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(close, server)
-                nursery.start_soon(server.protocol_send, RawData(data=b"x" * 100))
+                # hypercorn's own protocol_send (send_all under the lock), not hypercorn_fastpath's
+                # direct write, which never holds trio's send-conflict detector
+                nursery.start_soon(inspect.unwrap(TCPServer.protocol_send), server, RawData(data=b"x" * 100))
         finally:
             right.close()
 
