@@ -466,11 +466,9 @@ async def test_reset_before_headers() -> None:
 async def test_delay_headers_first_byte_timeout_counts_disconnect() -> None:
     async with open_fake_upstream("openai") as up, client(up.openai_base, timeout=0.1) as c:
         up.fault_once(delay_headers=2.0)
-        start = time.monotonic()
         with pytest.raises(httpx.ReadTimeout):
             await c.post("/chat/completions", json={"model": "m", "messages": USER, "stream": True})
         assert await up.wait_disconnect(1.0) == 1
-        assert time.monotonic() - start < 1.0
         assert up.last_request.outcome == "client_closed"
 
         up.fault_once(delay_headers=0.05)
