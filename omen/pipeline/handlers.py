@@ -49,13 +49,10 @@ async def _dispatch(
         await relay_upstream(gw.exchange, provider, operation(provider, name), call, ctx, receive, send)
 
 
-async def chat_completions(gw: Gateway, ctx: RequestContext, body: bytes, receive: Receive, send: Send) -> None:
-    request = decode_body(body, ChatCompletionRequest)
-    if not request.messages:
-        raise OmenError(400, "'messages' must contain at least one message.", param="messages")
-    route = _route(gw, ctx, request.model)
+def _streamable_call(call_type: Any, request: Any, body: bytes, route: Route, ctx: RequestContext) -> Any:
+    """The call for an endpoint that can stream (chat, legacy completions)."""
     options = request.stream_options
-    call = ChatCall(
+    return call_type(
         raw=body,
         upstream_model=route.upstream_model,
         public_model=request.model,
@@ -64,22 +61,21 @@ async def chat_completions(gw: Gateway, ctx: RequestContext, body: bytes, receiv
         request_id=ctx.request_id,
         request=request,
     )
+
+
+async def chat_completions(gw: Gateway, ctx: RequestContext, body: bytes, receive: Receive, send: Send) -> None:
+    request = decode_body(body, ChatCompletionRequest)
+    if not request.messages:
+        raise OmenError(400, "'messages' must contain at least one message.", param="messages")
+    route = _route(gw, ctx, request.model)
+    call = _streamable_call(ChatCall, request, body, route, ctx)
     await _dispatch(gw, "chat", route, call, ctx, receive, send)
 
 
 async def completions(gw: Gateway, ctx: RequestContext, body: bytes, receive: Receive, send: Send) -> None:
     request = decode_body(body, CompletionRequest)
     route = _route(gw, ctx, request.model)
-    options = request.stream_options
-    call = CompletionCall(
-        raw=body,
-        upstream_model=route.upstream_model,
-        public_model=request.model,
-        stream=bool(request.stream),
-        include_usage=bool(options and options.include_usage),
-        request_id=ctx.request_id,
-        request=request,
-    )
+    call = _streamable_call(CompletionCall, request, body, route, ctx)
     await _dispatch(gw, "completion", route, call, ctx, receive, send)
 
 
