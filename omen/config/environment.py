@@ -1,6 +1,7 @@
 """What the environment adds to the config file: ``OMEN__SECTION__KEY`` overrides and providers
 detected from their standard variables (OPENAI_API_KEY, AZURE_OPENAI_API_KEY + AZURE_OPENAI_ENDPOINT,
-XAI_API_KEY, OLLAMA_HOST)."""
+XAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY/GOOGLE_API_KEY, GIGACHAT_CREDENTIALS, YC_API_KEY +
+YC_FOLDER_ID, OLLAMA_HOST), plus credentials a configured section leaves out."""
 
 from __future__ import annotations
 
@@ -37,6 +38,40 @@ def _toml_value(raw: str) -> Any:
         return raw
 
 
+# Where each provider type's settings come from when its section leaves them out (first set wins).
+PROVIDER_ENV_DEFAULTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "openai": {"api_key": ("OPENAI_API_KEY",)},
+    "xai": {"api_key": ("XAI_API_KEY",)},
+    "azure": {"api_key": ("AZURE_OPENAI_API_KEY",)},
+    "anthropic": {"api_key": ("ANTHROPIC_API_KEY",)},
+    "gemini": {"api_key": ("GEMINI_API_KEY", "GOOGLE_API_KEY")},
+    "bedrock": {
+        "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+        "access_key_id": ("AWS_ACCESS_KEY_ID",),
+        "secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
+        "session_token": ("AWS_SESSION_TOKEN",),
+        "profile": ("AWS_PROFILE",),
+    },
+    "gigachat": {"credentials": ("GIGACHAT_CREDENTIALS",), "scope": ("GIGACHAT_SCOPE",)},
+    "yandex": {
+        "api_key": ("YC_API_KEY", "YANDEX_API_KEY"),
+        "iam_token": ("YC_IAM_TOKEN", "YANDEX_IAM_TOKEN"),
+        "folder_id": ("YC_FOLDER_ID", "YANDEX_FOLDER_ID"),
+    },
+}
+
+
+def fill_provider_defaults(ptype: str, section: dict[str, Any], env: Mapping[str, str]) -> None:
+    """Fill keys a ``[providers.x]`` section leaves out from the type's usual environment variables,
+    as ``env:NAME`` references (so the value is still treated and masked as a secret)."""
+    for key, names in PROVIDER_ENV_DEFAULTS.get(ptype, {}).items():
+        if section.get(key) is None:
+            for name in names:
+                if env.get(name):
+                    section[key] = f"env:{name}"
+                    break
+
+
 def detected_providers(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """Providers implied by standard environment variables, keyed by provider id."""
     found: dict[str, dict[str, Any]] = {}
@@ -54,6 +89,19 @@ def detected_providers(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         }
     if env.get("XAI_API_KEY"):
         found["xai"] = {"type": "xai", "api_key": "env:XAI_API_KEY", "discover_models": True}
+    if env.get("ANTHROPIC_API_KEY"):
+        found["anthropic"] = {"type": "anthropic", "api_key": "env:ANTHROPIC_API_KEY"}
+        if env.get("ANTHROPIC_BASE_URL"):
+            found["anthropic"]["base_url"] = env["ANTHROPIC_BASE_URL"]
+    if env.get("GEMINI_API_KEY") or env.get("GOOGLE_API_KEY"):
+        found["gemini"] = {"type": "gemini"}  # api_key filled by fill_provider_defaults
+    if env.get("GIGACHAT_CREDENTIALS"):
+        found["gigachat"] = {"type": "gigachat"}
+    if (env.get("YC_API_KEY") or env.get("YANDEX_API_KEY") or env.get("YC_IAM_TOKEN")) and (
+        env.get("YC_FOLDER_ID") or env.get("YANDEX_FOLDER_ID")
+    ):
+        found["yandex"] = {"type": "yandex"}
+    # Bedrock is not detected from AWS_* alone: those variables are set for many other tools.
     if env.get("OLLAMA_HOST"):
         found["ollama"] = {
             "type": "ollama",

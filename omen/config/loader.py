@@ -29,6 +29,11 @@ _REQUIRED: dict[str, list[tuple[str, ...]]] = {
     "xai": [("api_key",)],
     "azure": [("endpoint",), ("api_key", "azure_ad_token")],
     "openai-compatible": [("base_url",)],
+    "anthropic": [("api_key",)],
+    "gemini": [("api_key",)],
+    "bedrock": [("region",)],
+    "gigachat": [("credentials",)],
+    "yandex": [("api_key", "iam_token"), ("folder_id",)],
 }
 
 
@@ -99,6 +104,14 @@ def load_config(
                 detected.append(pid)
 
     environment.apply_overrides(tree, env)  # after detection, so overrides can tune detected providers
+    if isinstance(providers_tree, dict):
+        from omen.providers.registry import KNOWN_TYPES
+
+        for pid, ptree in providers_tree.items():
+            if isinstance(ptree, dict):
+                ptype = ptree.get("type") or (pid if pid in KNOWN_TYPES else None)
+                if isinstance(ptype, str):
+                    environment.fill_provider_defaults(ptype, ptree, env)
     if server_overrides:  # command-line flags win over file and environment
         tree.setdefault("server", {}).update({k: v for k, v in server_overrides.items() if v is not None})
     # OMEN_MASTER_KEY is the key when the file names none; master_key = "env:X" with X unset means
@@ -167,9 +180,14 @@ def _validate(tree: dict[str, Any], issues: list[ConfigIssue], locator: _LineLoc
         for alternatives in _REQUIRED.get(ptype, []):
             if not any(getattr(cfg, key) for key in alternatives):
                 keys = " or ".join(f"'{k}'" for k in alternatives)
+                defaults = environment.PROVIDER_ENV_DEFAULTS.get(ptype, {})
+                names = [n for k in alternatives for n in defaults.get(k, ())]
+                hint = f" (or set {' / '.join(names)})" if names else ""
                 issues.append(
                     ConfigIssue(
-                        f"providers.{pid}", f"provider type '{ptype}' needs {keys}", locator.line(f"providers.{pid}")
+                        f"providers.{pid}",
+                        f"provider type '{ptype}' needs {keys}{hint}",
+                        locator.line(f"providers.{pid}"),
                     )
                 )
         providers[pid] = msgspec.structs.replace(cfg, type=ptype)
@@ -230,9 +248,7 @@ def _validate(tree: dict[str, Any], issues: list[ConfigIssue], locator: _LineLoc
     bind = raw_bind if isinstance(raw_bind, str) else server.bind  # checked even if [server] had errors
     host, _, port = bind.rpartition(":")
     if not host or not port.isdigit():
-        issues.append(
-            ConfigIssue("server.bind", f"expected 'host:port', got '{bind}'", locator.line("server.bind"))
-        )
+        issues.append(ConfigIssue("server.bind", f"expected 'host:port', got '{bind}'", locator.line("server.bind")))
     elif not auth.master_key and not is_loopback(host):
         issues.append(
             ConfigIssue(

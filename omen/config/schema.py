@@ -51,6 +51,23 @@ class ProviderConfig(_Section):
     # OpenAI
     organization: str | None = None
     project: str | None = None
+    # Anthropic
+    anthropic_version: str | None = None
+    # AWS Bedrock (default: the standard AWS variables, then the shared config/credentials profile)
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    profile: str | None = None
+    # GigaChat: OAuth authorization key ("credentials"), scope, token endpoint
+    credentials: str | None = None
+    scope: str | None = None
+    auth_url: str | None = None
+    # YandexGPT: api_key (Api-Key) or iam_token (Bearer), and the folder the models are billed to
+    iam_token: str | None = None
+    folder_id: str | None = None
+    # extra CA certificates (PEM file) trusted for this provider's TLS, e.g. the Russian root CA for GigaChat
+    ca_bundle: str | None = None
     headers: dict[str, str] = {}
     http2: bool | None = None  # None/false: HTTP/1.1 keep-alive (h11 transport); true: HTTP/2 (ALPN or h2c)
     # ask OpenAI-compatible upstreams for the final usage chunk (stream_options.include_usage) so

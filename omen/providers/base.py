@@ -153,6 +153,32 @@ class StreamTranslator(Protocol):
         ...
 
 
+# ---- credentials obtained at run time ----------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class Token:
+    value: str
+    expires_at: float  # wall-clock seconds (time.time()) after which the upstream refuses it
+
+
+class TokenFlow(Protocol):
+    """A sans-IO credential exchange (GigaChat's OAuth). The transport sends :meth:`token_request` to
+    :meth:`token_endpoint`, turns the answer into a :class:`Token` with :meth:`token_result`, caches it
+    per provider, refreshes it shortly before it expires (one refresh in flight at a time) and passes
+    its value to ``Provider.authorize``."""
+
+    def token_endpoint(self) -> str:
+        """Base URL the token request's ``path`` is appended to (may be another host than the API)."""
+        ...
+
+    def token_request(self) -> UpstreamRequest: ...
+
+    def token_result(self, status: int, headers: Headers, body: bytes, now: float) -> Token:
+        """Raise OmenError (naming the provider) when the exchange failed."""
+        ...
+
+
 @dataclass(slots=True)
 class ModelInfo:
     id: str
@@ -162,7 +188,16 @@ class ModelInfo:
 
 
 class Provider(Protocol):
-    """One configured provider (e.g. ``[providers.openai]``): a translator for each operation."""
+    """One configured provider (e.g. ``[providers.openai]``): a translator for each operation.
+
+    Optional members, looked up with ``getattr`` by the layers that use them:
+
+    * ``token_flow: TokenFlow`` — the provider needs a token obtained at run time (GigaChat);
+    * ``authorize(request, url, token) -> Headers`` — headers added once the endpoint is chosen, from
+      the final URL and body (Bedrock's SigV4 signature) and/or the cached token (GigaChat's Bearer);
+    * ``inline_images: bool`` — the upstream cannot fetch image URLs itself, so the pipeline fetches
+      http(s) images (with SSRF checks) and hands the translator ``data:`` URIs only.
+    """
 
     id: str
     type: str

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from omen.config.schema import ProviderConfig
 from omen.providers.azure import AzureProvider
 from omen.providers.base import Provider
@@ -16,13 +18,30 @@ PROVIDER_TYPES: dict[str, type] = {
     "xai": XAIProvider,
     "ollama": OllamaProvider,
 }
-KNOWN_TYPES: tuple[str, ...] = tuple(PROVIDER_TYPES)
+# Native translators imported on first use, so a deployment that never configures one does not pay for
+# its imports (botocore for Bedrock). "<module>:<class>" under omen.providers.
+LAZY_TYPES: dict[str, str] = {
+    "anthropic": "anthropic:AnthropicProvider",
+    "gemini": "gemini:GeminiProvider",
+    "bedrock": "bedrock:BedrockProvider",
+    "gigachat": "gigachat:GigaChatProvider",
+    "yandex": "yandex:YandexProvider",
+}
+KNOWN_TYPES: tuple[str, ...] = (*PROVIDER_TYPES, *LAZY_TYPES)
+
+
+def provider_class(kind: str) -> type:
+    cls = PROVIDER_TYPES.get(kind)
+    if cls is None:
+        module, _, name = LAZY_TYPES[kind].partition(":")
+        cls = PROVIDER_TYPES[kind] = getattr(importlib.import_module(f"omen.providers.{module}"), name)
+    return cls
 
 
 def provider_type(provider_id: str, cfg: ProviderConfig) -> str:
     """The section's ``type``, or its id when that names a type (``[providers.openai]``)."""
     kind = cfg.type or provider_id
-    if kind not in PROVIDER_TYPES:
+    if kind not in KNOWN_TYPES:
         known = ", ".join(KNOWN_TYPES)
         if cfg.type is None:
             raise ValueError(
@@ -34,4 +53,4 @@ def provider_type(provider_id: str, cfg: ProviderConfig) -> str:
 
 
 def create_provider(provider_id: str, cfg: ProviderConfig) -> Provider:
-    return PROVIDER_TYPES[provider_type(provider_id, cfg)](provider_id, cfg)
+    return provider_class(provider_type(provider_id, cfg))(provider_id, cfg)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -17,8 +18,9 @@ import trio
 from omen import __version__
 from omen.config.schema import Timeouts
 from omen.errors import OmenError, upstream_timeout, upstream_unreachable
-from omen.providers.base import Provider, UpstreamRequest
+from omen.providers.base import Provider, Token, TokenFlow, UpstreamRequest
 from omen.transport.pool import UpstreamPool
+from omen.transport.tokens import TokenCache
 
 # Identity encoding: OMEN relays upstream bytes as they are, so they must not arrive compressed.
 _DEFAULT_HEADERS = [("accept-encoding", "identity"), ("user-agent", f"omen/{__version__}")]
@@ -83,6 +85,7 @@ class Exchange:
     def __init__(self, pool: UpstreamPool) -> None:
         self._pool = pool
         self._rr: dict[str, itertools.count] = {}
+        self.tokens = TokenCache()
 
     def _endpoint_order(self, provider: Provider) -> list[str]:
         endpoints = provider.endpoints()
@@ -92,18 +95,54 @@ class Exchange:
         return endpoints[start:] + endpoints[:start]
 
     async def open(self, provider: Provider, request: UpstreamRequest) -> UpstreamResponse:
+        flow: TokenFlow | None = getattr(provider, "token_flow", None)
+        if flow is None:
+            return await self._open(provider, request, self._endpoint_order(provider), None)
+        token = await self._token(provider, flow)
+        response = await self._open(provider, request, self._endpoint_order(provider), token)
+        if response.status != 401:
+            return response
+        # The token was revoked or expired early: drop it and try once more with a fresh one.
+        await response.aclose()
+        self.tokens.invalidate(provider.id, token)
+        token = await self._token(provider, flow)
+        return await self._open(provider, request, self._endpoint_order(provider), token)
+
+    async def _token(self, provider: Provider, flow: TokenFlow) -> str:
+        return await self.tokens.get(provider.id, lambda: self._fetch_token(provider, flow))
+
+    async def _fetch_token(self, provider: Provider, flow: TokenFlow) -> Token:
+        request = flow.token_request()
+        response = await self._open(provider, request, [flow.token_endpoint()], None, authorize=False)
+        try:
+            body = await response.read()
+        finally:
+            await response.aclose()
+        return flow.token_result(response.status, response.headers, body, time.time())
+
+    async def _open(
+        self,
+        provider: Provider,
+        request: UpstreamRequest,
+        endpoints: list[str],
+        token: str | None,
+        *,
+        authorize: bool = True,
+    ) -> UpstreamResponse:
         timeouts: Timeouts = provider.config.timeouts
         now = trio.current_time()
         deadline = now + timeouts.total if timeouts.total > 0 else math.inf
         first_byte_deadline = min(now + timeouts.first_byte, deadline)
         last_error = "no endpoint configured"
         headers = [*request.headers, *_DEFAULT_HEADERS]
-        for endpoint in self._endpoint_order(provider):
+        sign = getattr(provider, "authorize", None) if authorize else None
+        for endpoint in endpoints:
             upstream = self._pool.upstream(endpoint, provider.config)
+            url = endpoint + request.path
             http_request = httpx.Request(
                 request.method,
-                endpoint + request.path,
-                headers=headers,
+                url,
+                headers=headers if sign is None else [*headers, *sign(request, url, token)],
                 content=request.body,
                 extensions={"timeout": upstream.timeouts},
             )

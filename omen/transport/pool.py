@@ -29,13 +29,14 @@ httpx's own read/write timeouts stay off.
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass
 
 import httpx
 
 from omen.config.schema import ProviderConfig
 from omen.transport import httpcore_patches
-from omen.transport.h11_transport import H11Transport
+from omen.transport.h11_transport import H11Transport, default_ssl_context
 
 TRANSPORT_ENV = "OMEN_UPSTREAM_TRANSPORT"
 TRANSPORTS = ("h11", "httpcore")
@@ -58,14 +59,18 @@ class UpstreamPool:
         self._upstreams: dict[str, Upstream] = {}
 
     def upstream(self, base_url: str, cfg: ProviderConfig) -> Upstream:
-        upstream = self._upstreams.get(base_url)
+        key = base_url if cfg.ca_bundle is None else f"{base_url} {cfg.ca_bundle}"
+        upstream = self._upstreams.get(key)
         if upstream is None:
-            upstream = self._upstreams[base_url] = Upstream(self._make(base_url, cfg), _timeouts(cfg))
+            upstream = self._upstreams[key] = Upstream(self._make(base_url, cfg), _timeouts(cfg))
         return upstream
 
     def _make(self, base_url: str, cfg: ProviderConfig) -> httpx.AsyncBaseTransport:
+        context = _ssl_context(cfg.ca_bundle) if cfg.ca_bundle and base_url.startswith("https:") else None
         if not cfg.http2 and self.transport == "h11":
-            return H11Transport(max_connections=cfg.max_connections, keepalive_expiry=KEEPALIVE_EXPIRY)
+            return H11Transport(
+                max_connections=cfg.max_connections, keepalive_expiry=KEEPALIVE_EXPIRY, ssl_context=context
+            )
         http2 = bool(cfg.http2)
         tls = base_url.startswith("https:")
         return httpx.AsyncHTTPTransport(
@@ -78,6 +83,7 @@ class UpstreamPool:
                 keepalive_expiry=KEEPALIVE_EXPIRY,
             ),
             trust_env=False,  # the gateway's routing is explicit; no proxy env surprises
+            verify=context if context is not None else True,
         )
 
     async def aclose(self) -> None:
@@ -90,6 +96,14 @@ class UpstreamPool:
 class Upstream:
     transport: httpx.AsyncBaseTransport
     timeouts: dict[str, float | None]  # httpx's per-request "timeout" extension
+
+
+def _ssl_context(ca_bundle: str) -> ssl.SSLContext:
+    """The usual trust store plus the provider's own CA certificates (GigaChat's chain ends in the
+    Russian Trusted Root CA, which public stores lack)."""
+    context = default_ssl_context()
+    context.load_verify_locations(cafile=ca_bundle)
+    return context
 
 
 def _timeouts(cfg: ProviderConfig) -> dict[str, float | None]:

@@ -16,7 +16,9 @@ from typing import Any
 
 import orjson
 
-KINDS = ("openai", "xai", "generic", "azure", "ollama")
+# Native (non-OpenAI-format) kinds each live in ``<kind>_wire.py`` (see routes.native_wire).
+NATIVE_KINDS = ("anthropic", "gemini", "bedrock", "gigachat", "yandex")
+KINDS = ("openai", "xai", "generic", "azure", "ollama", *NATIVE_KINDS)
 
 DEFAULT_MODELS: dict[str, list[str]] = {
     "openai": ["gpt-4o-mini", "gpt-4o", "gpt-3.5-turbo-instruct", "text-embedding-3-small"],

@@ -6,13 +6,15 @@ Kept apart from the socket loop so each provider's rules (Azure's mandatory ``ap
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from . import ollama_wire as ollama
 from . import openai_wire as oai
-from .common import ApiError, Ctx, Plan, json_plan, text_plan
+from .common import NATIVE_KINDS, ApiError, Ctx, Options, Plan, json_plan, text_plan
 from .faults import AZURE_401, AZURE_AD_401, error_body
 
 Handler = Callable[[Ctx], Plan]
@@ -57,8 +59,20 @@ def _azure_api_version(query: dict[str, str]) -> str:
     return version
 
 
+def native_wire(kind: str) -> ModuleType | None:
+    """The wire module of a native kind (``tests/fakes/<kind>_wire.py``), which provides
+    ``resolve(method, path, query) -> (handler, params)``, ``check_auth(opts, headers, path, query)``,
+    ``error_body(err, model) -> body`` and ``mid_stream_error(message) -> bytes`` (one framed event)."""
+    if kind not in NATIVE_KINDS:
+        return None
+    return importlib.import_module(f"{__package__}.{kind}_wire")
+
+
 def resolve(kind: str, method: str, path: str, query: dict[str, str]) -> tuple[Handler, dict[str, str]]:
     """Find the handler and path parameters, or raise the provider's 404."""
+    wire = native_wire(kind)
+    if wire is not None:
+        return wire.resolve(method, path, query)
     if kind == "azure":
         m = _AZURE_DEPLOYMENT.fullmatch(path)
         if m and method == "POST":
@@ -94,8 +108,15 @@ def _mask(key: str) -> str:
     return f"{key[:3]}***{key[-4:]}" if len(key) > 8 else "***"
 
 
-def check_auth(kind: str, api_key: str | None, ad_token: str | None, headers: dict[str, str], path: str) -> None:
+def check_auth(
+    kind: str, opts: Options, headers: dict[str, str], path: str, query: dict[str, str] | None = None
+) -> None:
     """Raise the provider's auth error unless the request carries the configured credential."""
+    wire = native_wire(kind)
+    if wire is not None:
+        wire.check_auth(opts, headers, path, query or {})
+        return
+    api_key, ad_token = opts.api_key, opts.ad_token
     token = _bearer(headers.get("authorization"))
     if kind == "azure":
         if api_key is None and ad_token is None:
@@ -137,7 +158,12 @@ def check_auth(kind: str, api_key: str | None, ad_token: str | None, headers: di
 
 def error_plan(kind: str, err: ApiError, *, model: str | None = None, api_version: str | None = None) -> Plan:
     """Render an ApiError as a complete response in ``kind``'s error shape."""
-    body: Any = error_body(kind, err, model=model, api_version=api_version)
+    wire = native_wire(kind)
+    body: Any
+    if wire is not None:
+        body = err.body if err.body is not None else wire.error_body(err, model)
+    else:
+        body = error_body(kind, err, model=model, api_version=api_version)
     if isinstance(body, str):
         body = body.encode()
     extra = [(k.lower().encode(), str(v).encode()) for k, v in err.headers.items()]

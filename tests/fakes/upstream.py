@@ -26,7 +26,7 @@ import trio
 
 from .common import KINDS, ApiError, Ctx, Options, Plan, json_plan, ndjson, sse
 from .faults import Fault, fault_error, mid_stream_error_obj, retry_after_value
-from .routes import check_auth, error_plan, resolve
+from .routes import check_auth, error_plan, native_wire, resolve
 
 RECV_SIZE = 65536
 _OPTION_NAMES = frozenset(f.name for f in fields(Options))
@@ -376,7 +376,7 @@ class FakeUpstream:
             handler, params = resolve(kind, parsed.method, parsed.path, parsed.query)
             if rec is not None:
                 rec.params = params
-            check_auth(kind, self.options.api_key, self.options.ad_token, parsed.headers, parsed.path)
+            check_auth(kind, self.options, parsed.headers, parsed.path, parsed.query)
             ctx = Ctx(
                 kind, self.options, parsed.json, params, parsed.query, seq, fault.finish_reason if fault else None
             )
@@ -497,8 +497,14 @@ class FakeUpstream:
         events = plan.chunks
         final = "ok"
         if fault is not None and plan.stream and fault.mid_stream_error not in (None, False):
-            err = mid_stream_error_obj(self.flavour, fault.mid_stream_error)  # type: ignore[arg-type]
-            events = [*events[: fault.error_after_chunks], ndjson(err) if plan.ndjson else sse(err)]
+            wire = native_wire(self.flavour)
+            if wire is not None:
+                spec = fault.mid_stream_error
+                event = wire.mid_stream_error(spec if isinstance(spec, str) else "fake mid-stream failure")
+            else:
+                err = mid_stream_error_obj(self.flavour, fault.mid_stream_error)  # type: ignore[arg-type]
+                event = ndjson(err) if plan.ndjson else sse(err)
+            events = [*events[: fault.error_after_chunks], event]
             final = "mid_stream_error"
         stall = fault.stall_after_chunks if fault is not None else None
         brk = fault.break_after_chunks if fault is not None else None

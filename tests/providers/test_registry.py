@@ -6,6 +6,7 @@ import pytest
 
 from omen.config.schema import ProviderConfig
 from omen.providers import KNOWN_TYPES, PROVIDER_TYPES, create_provider
+from omen.providers.registry import provider_class
 from omen.providers.azure import AzureProvider
 from omen.providers.ollama import OllamaProvider
 from omen.providers.openai_compat import OpenAICompatibleProvider, OpenAIProvider
@@ -21,7 +22,18 @@ CONFIGS = {
 
 
 def test_known_types():
-    assert KNOWN_TYPES == ("openai", "openai-compatible", "azure", "xai", "ollama")
+    assert KNOWN_TYPES == (
+        "openai",
+        "openai-compatible",
+        "azure",
+        "xai",
+        "ollama",
+        "anthropic",
+        "gemini",
+        "bedrock",
+        "gigachat",
+        "yandex",
+    )
     assert PROVIDER_TYPES["openai"] is OpenAIProvider
     assert PROVIDER_TYPES["openai-compatible"] is OpenAICompatibleProvider
     assert PROVIDER_TYPES["azure"] is AzureProvider
@@ -29,11 +41,15 @@ def test_known_types():
     assert PROVIDER_TYPES["ollama"] is OllamaProvider
 
 
-@pytest.mark.parametrize("kind", KNOWN_TYPES)
+def test_every_known_type_has_a_surface_test():
+    assert set(CONFIGS) == set(KNOWN_TYPES)
+
+
+@pytest.mark.parametrize("kind", list(CONFIGS))
 def test_type_inferred_from_id_and_common_surface(kind):
     cfg = CONFIGS[kind]
     provider = create_provider(kind, cfg)
-    assert type(provider) is PROVIDER_TYPES[kind]
+    assert type(provider) is provider_class(kind)
     assert (provider.id, provider.type, provider.config) == (kind, kind, cfg)
     endpoints = provider.endpoints()
     assert endpoints and all(not url.endswith("/") for url in endpoints)
