@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from omen.providers.base import Usage
+
+if TYPE_CHECKING:
+    from omen.pipeline.output import OutputFormat
 
 _SAFE_ID = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 
@@ -36,6 +39,7 @@ class RequestContext:
     first_byte: float | None = None
     usage: Usage | None = None
     error: str | None = None
+    output: OutputFormat | None = None  # the client API answers are written in; None = OpenAI's
 
     def mark_first_byte(self) -> None:
         if self.first_byte is None:

@@ -4,6 +4,10 @@ The upstream exchange runs inside a nursery whose other task watches for the cli
 a disconnect cancels the nursery, which cancels the upstream read and closes its connection.
 Streams relay each upstream read as one ASGI body message (several SSE events batched), and always
 end with ``data: [DONE]`` — after an SSE error event if the upstream failed mid-stream.
+
+That is the OpenAI output. A request whose context carries an ``output`` (``omen.pipeline.output``,
+e.g. Anthropic Messages) gets its results and streams rendered by it instead; the OpenAI path only
+pays one ``is None`` test per response.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import trio
 
 from omen.errors import OmenError
 from omen.pipeline.context import RequestContext
+from omen.pipeline.output import StreamRenderer
 from omen.providers.base import (
     Call,
     Chunk,
@@ -75,6 +80,26 @@ class _Renderer:
                 self.done = True
         return b"".join(out)
 
+    def finish(self, error: OmenError | None) -> bytes:
+        if self.done:
+            return b""
+        if error is None:
+            error = OmenError(
+                502, "The upstream stream ended without finishing.", type="server_error", code="upstream_error"
+            )
+        self.done = True
+        return error_event(error, self.ctx) + DONE
+
+
+def _renderer(ctx: RequestContext) -> StreamRenderer:
+    output = ctx.output
+    return _Renderer(ctx) if output is None else output.stream_renderer(ctx)
+
+
+def _result_body(ctx: RequestContext, result: Result) -> bytes:
+    output = ctx.output
+    return result.body if output is None else output.result_body(result)
+
 
 def error_event(error: OmenError, ctx: RequestContext) -> bytes:
     ctx.error = error.message
@@ -92,15 +117,8 @@ async def _send_body(send: Send, ctx: RequestContext, data: bytes) -> None:
     await send({"type": "http.response.body", "body": data, "more_body": True})
 
 
-async def _finish_stream(send: Send, ctx: RequestContext, renderer: _Renderer, error: OmenError | None) -> None:
-    tail = b""
-    if not renderer.done:
-        if error is None:
-            error = OmenError(
-                502, "The upstream stream ended without finishing.", type="server_error", code="upstream_error"
-            )
-        tail = error_event(error, ctx) + DONE
-        renderer.done = True
+async def _finish_stream(send: Send, ctx: RequestContext, renderer: StreamRenderer, error: OmenError | None) -> None:
+    tail = renderer.finish(error)
     ctx.response_ending = True
     await send({"type": "http.response.body", "body": tail, "more_body": False})
 
@@ -149,10 +167,11 @@ async def relay_upstream(
             if not call.stream or op.stream is None:
                 result = op.parse(call, await response.read())
                 ctx.usage = result.usage
+                body = _result_body(ctx, result)
                 ctx.status = 200
                 ctx.mark_first_byte()
                 ctx.response_ending = True
-                await send_response(send, 200, result.body, [JSON_CT, *ctx.route_headers()])
+                await send_response(send, 200, body, [JSON_CT, *ctx.route_headers()])
             else:
                 await _relay_stream(response, op.stream(call), ctx, send)
         finally:
@@ -164,7 +183,7 @@ async def relay_upstream(
 async def _relay_stream(
     response: UpstreamResponse, translator: StreamTranslator, ctx: RequestContext, send: Send
 ) -> None:
-    renderer = _Renderer(ctx)
+    renderer = _renderer(ctx)
     await _start_stream(send, ctx)
     error: OmenError | None = None
     try:
@@ -193,7 +212,7 @@ async def relay_local(
 
     async def work() -> None:
         if call.stream and stream is not None:
-            renderer = _Renderer(ctx)
+            renderer = _renderer(ctx)
             await _start_stream(send, ctx)
             async for events in stream(call):
                 data = renderer.render(events)
@@ -204,8 +223,9 @@ async def relay_local(
             assert result is not None
             answer = result(call)
             ctx.usage = answer.usage
+            body = _result_body(ctx, answer)
             ctx.status = 200
             ctx.response_ending = True
-            await send_response(send, 200, answer.body, [JSON_CT, *ctx.route_headers()])
+            await send_response(send, 200, body, [JSON_CT, *ctx.route_headers()])
 
     await while_connected(receive, ctx, work)

@@ -9,7 +9,7 @@ import trio
 from omen.api.chat import ChatCompletionRequest  # noqa: F401  (warm the decoder types at import)
 from omen.config.schema import OmenConfig
 from omen.errors import OmenError
-from omen.pipeline import handlers
+from omen.pipeline import handlers, messages
 from omen.pipeline.context import RequestContext, request_id_from
 from omen.pipeline.discovery import run_discovery
 from omen.pipeline.gateway import Gateway
@@ -29,6 +29,8 @@ _BODY_HANDLERS = {
     "/v1/chat/completions": handlers.chat_completions,
     "/v1/completions": handlers.completions,
     "/v1/embeddings": handlers.embeddings,
+    "/v1/messages": messages.messages,  # Anthropic Messages API
+    "/v1/messages/count_tokens": messages.count_tokens,
 }
 _HEALTH = orjson.dumps({"status": "ok"})
 
@@ -126,7 +128,7 @@ class OmenApp:
         raise OmenError(
             404,
             f"Unknown path '{scope['path']}'. OMEN serves the OpenAI API under /v1 "
-            "(chat/completions, completions, embeddings, models).",
+            "(chat/completions, completions, embeddings, models) and the Anthropic Messages API (/v1/messages).",
             code="not_found",
         )
 
@@ -137,8 +139,11 @@ class OmenApp:
             return  # the response already started; the relay reported the error in-stream
         headers = [JSON_CT, *ctx.route_headers()]
         headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+        # each client API has its own error shape: Anthropic's on /v1/messages, OpenAI's elsewhere
+        output = ctx.output or (messages.ERRORS if ctx.path.startswith("/v1/messages") else None)
+        body = error.to_json() if output is None else output.error_body(error, ctx.request_id)
         try:
-            await send_response(send, error.status, error.to_json(), headers)
+            await send_response(send, error.status, body, headers)
         except Exception:
             pass  # the client is gone
 
