@@ -18,6 +18,7 @@ CONFIGS = {
     "azure": ProviderConfig(endpoint="https://r.openai.azure.com", api_key="k"),
     "xai": ProviderConfig(api_key="k"),
     "ollama": ProviderConfig(),
+    "anthropic": ProviderConfig(api_key="k"),
 }
 
 
