@@ -59,6 +59,7 @@ sys.path.insert(1, str(ROOT))  # tests.server.certs, for the TLS OMEN
 
 import peers  # noqa: E402
 import probes  # noqa: E402
+import streamgen  # noqa: E402
 from probes import (  # noqa: E402
     H11Client,
     ProbeError,
@@ -575,15 +576,33 @@ def measure_streams(
     before, client_before = target.cpu(), self_cpu()
     t0 = time.perf_counter()
     with row.load.measure():
-        stats = stream_probe(
-            route.port, CHAT_PATH, target.body(route_name, True), streams, duration, stagger, route.headers
-        )
+        if STREAMGEN.binary is not None:
+            stats = streamgen.stream_probe(
+                STREAMGEN.binary, STREAMGEN.workdir, route.port, CHAT_PATH, target.body(route_name, True),
+                streams, duration, stagger, route.headers,
+            )  # fmt: skip
+        else:
+            stats = stream_probe(
+                route.port, CHAT_PATH, target.body(route_name, True), streams, duration, stagger, route.headers
+            )
     row.merge(stats, time.perf_counter() - t0, target.cpu() - before, self_cpu() - client_before)
     if not quiet:
         t50, g50, g99 = percentile(stats.ttfb_ms, 50), percentile(stats.gaps_ms, 50), percentile(stats.gaps_ms, 99)
         log(f"         {stats.streams} streams, errors {stats.errors}, TTFB p50 {t50:.1f} ms, "
             f"gap p50/p99 {g50:.1f}/{g99:.1f} ms")  # fmt: skip
     return stats
+
+
+@dataclass
+class StreamHarness:
+    """The compiled stream load generator and paced upstream (bench/streamgen.c), when a C compiler
+    exists; otherwise the Python probe and fake are used and the report says so."""
+
+    binary: Path | None = None
+    workdir: Path = Path("/tmp")
+
+
+STREAMGEN = StreamHarness()
 
 
 @dataclass
@@ -1015,6 +1034,20 @@ def run(cfg: Config, args: argparse.Namespace, procs: Processes, workdir: Path) 
         "ramp": [python, str(fake), "--kind", "openai", "--port", str(up_ports["ramp"]), "--lean",
                  "--chunks", str(cfg.ramp_chunks), "--chunk-delay", str(cfg.ramp_chunk_delay)],
     }  # fmt: skip
+    STREAMGEN.binary = streamgen.build(cfg.peers_dir.parent / "streamgen")
+    STREAMGEN.workdir = workdir
+    if STREAMGEN.binary is not None:
+        # paced streams from the compiled upstream, replaying the Python fake's exact bytes
+        for route, chunks, delay in (
+            ("stream", cfg.chunks, cfg.chunk_delay),
+            ("ramp", cfg.ramp_chunks, cfg.ramp_chunk_delay),
+        ):
+            script = workdir / f"streamgen-{route}.script"
+            streamgen.write_script(script, streamgen.upstream_body(), chunks)
+            upstream_argv[route] = streamgen.server_command(STREAMGEN.binary, up_ports[route], script, delay)
+        log(f"phase 1: streams measured with the compiled load generator and upstream ({STREAMGEN.binary})")
+    else:
+        log("phase 1: no C compiler: streams measured with the Python probe and fake (harness-limited)")
     upstreams = {route: procs.start(f"upstream-{route}", argv) for route, argv in upstream_argv.items()}
     upstream_commands = [
         f"{route}: `{' '.join(shlex.quote(a) for a in argv).replace(python, 'python').replace(str(ROOT) + '/', '')}`"
@@ -1244,7 +1277,7 @@ def run_ramp(cfg: Config, targets: list[Target], procs: Processes, ramp: dict[st
             f"The ramp stopped at {level} streams: there the load generator and the fake upstream alone (direct) "
             f"delivered events with a gap p99 of {p99:.0f} ms for a {pacing_ms:g} ms pacing (limit +"
             f"{cfg.ramp_harness_limit_ms:g} ms) twice in a row, so at this level and above the figures measure the "
-            f"harness (one Python load generator and one Python upstream sharing 2 cores with the gateway), not "
+            f"harness (its load generator and upstream sharing 2 cores with the gateway), not "
             f"the gateways. Gateways still in the ramp are reported as >= the last level they passed."
         )
 
@@ -1757,7 +1790,14 @@ def render(report: Report) -> str:
         "- throughput: `BENCH_BODY_FILE=body.json BENCH_API_KEY=... BENCH_HEADERS=<route headers> "
         f"wrk -t1 -c<N> -d{cfg.duration:g}s --latency --timeout 10s -s bench/wrk_chat.lua "
         "http://127.0.0.1:<port>/v1/chat/completions` (after a 2 s warm-up per target)",
-        "- concurrency 1 and streams: `bench/probes.py` (sequential_latency, stream_probe), in-process",
+        "- concurrency 1: `bench/probes.py` (sequential_latency), in-process",
+        "- streams: "
+        + (
+            f"`{STREAMGEN.binary.name} client PORT REQUEST STREAMS DURATION STAGGER` (bench/streamgen.c, compiled "
+            "epoll load generator; paced upstream `streamgen server PORT SCRIPT DELAY_MS` replaying the fake's bytes)"
+            if STREAMGEN.binary is not None
+            else "`bench/probes.py` stream_probe, in-process (no C compiler found)"
+        ),
         *(f"- {r.name}: `{r.command}`" for r in report.protocols),
         "",
     ]
