@@ -18,6 +18,7 @@ CONFIGS = {
     "azure": ProviderConfig(endpoint="https://r.openai.azure.com", api_key="k"),
     "xai": ProviderConfig(api_key="k"),
     "ollama": ProviderConfig(),
+    "bedrock": ProviderConfig(region="us-east-1", access_key_id="AKID", secret_access_key="secret"),
     "anthropic": ProviderConfig(api_key="k"),
 }
 
