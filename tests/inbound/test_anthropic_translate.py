@@ -614,8 +614,10 @@ EXPECTED_TOOLS = (
     b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_abc","type":"message",'
     b'"role":"assistant","model":"claude-x","content":[],"stop_reason":null,"stop_sequence":null,'
     b'"usage":{"input_tokens":0,"output_tokens":0}}}\n\n'
-    b'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n'
-    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Let me"}}\n\n'
+    b"event: content_block_start\ndata: "
+    b'{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n'
+    b"event: content_block_delta\ndata: "
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Let me"}}\n\n'
     b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta",'
     b'"text":" check \xc3\xa9\xc3\xa8 \\"x\\"."}}\n\n'
     b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
@@ -697,20 +699,25 @@ def test_stream_ollama_whole_tool_calls_and_thinking_every_split():
         b'"usage":{"input_tokens":0,"output_tokens":0}}}\n\n'
     )
     text = (
-        b'event: content_block_start\ndata: {"type":"content_block_start","index":%d,"content_block":{"type":"text","text":""}}\n\n'
-        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":{"type":"text_delta","text":"It"}}\n\n'
-        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":{"type":"text_delta","text":" is warm."}}\n\n'
+        b"event: content_block_start\ndata: "
+        b'{"type":"content_block_start","index":%d,"content_block":{"type":"text","text":""}}\n\n'
+        b"event: content_block_delta\ndata: "
+        b'{"type":"content_block_delta","index":%d,"delta":{"type":"text_delta","text":"It"}}\n\n'
+        b"event: content_block_delta\ndata: "
+        b'{"type":"content_block_delta","index":%d,"delta":{"type":"text_delta","text":" is warm."}}\n\n'
         b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n'
     )
     tools = (
         b'event: content_block_start\ndata: {"type":"content_block_start","index":%d,"content_block":'
         b'{"type":"tool_use","id":"call_id1","name":"get_time","input":{}}}\n\n'
-        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":{"type":"input_json_delta",'
+        b"event: content_block_delta\ndata: "
+        b'{"type":"content_block_delta","index":%d,"delta":{"type":"input_json_delta",'
         b'"partial_json":"{\\"tz\\":\\"JST\\"}"}}\n\n'
         b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n'
         b'event: content_block_start\ndata: {"type":"content_block_start","index":%d,"content_block":'
         b'{"type":"tool_use","id":"call_id2","name":"noop","input":{}}}\n\n'
-        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":{"type":"input_json_delta",'
+        b"event: content_block_delta\ndata: "
+        b'{"type":"content_block_delta","index":%d,"delta":{"type":"input_json_delta",'
         b'"partial_json":"{}"}}\n\n'
         b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n'
     )
@@ -723,7 +730,8 @@ def test_stream_ollama_whole_tool_calls_and_thinking_every_split():
     thinking = (
         b'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":'
         b'{"type":"thinking","thinking":"","signature":""}}\n\n'
-        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hm"}}\n\n'
+        b"event: content_block_delta\ndata: "
+        b'{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hm"}}\n\n'
         b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
     )
     plain = start + text % (0, 0, 0, 0) + tools % (1, 1, 1, 2, 2, 2) + end
@@ -742,7 +750,8 @@ def test_stream_mid_stream_error_ends_with_error_event():
     out = w.render([Chunk(orjson.dumps({"id": "chatcmpl-1", "choices": [{"delta": {"content": "a"}}]}))])
     out += w.render([StreamError(OmenError(503, "The engine is overloaded.", type="server_error"))])
     assert out.endswith(
-        b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"The engine is overloaded."}}\n\n'
+        b"event: error\ndata: "
+        b'{"type":"error","error":{"type":"overloaded_error","message":"The engine is overloaded."}}\n\n'
     )
     assert b"message_stop" not in out and b"content_block_stop" not in out
     assert w.done and w.error is not None and w.error.status == 503
