@@ -37,7 +37,17 @@ async def discover_once(gw: Gateway, provider_id: str) -> None:
     gw.table.set_discovered(provider_id, [m.id for m in models])
 
 
+def publish_static_models(gw: Gateway) -> None:
+    """Providers with no listing endpoint but a fixed, documented model set (``static_models = True``,
+    e.g. Yandex) return it from ``models_result`` without a request; it costs nothing, so it is listed
+    whatever ``discover_models`` says."""
+    for pid, provider in gw.providers.items():
+        if getattr(provider, "static_models", False):
+            gw.table.set_discovered(pid, [m.id for m in provider.models_result(b"")])
+
+
 async def run_discovery(gw: Gateway) -> None:
+    publish_static_models(gw)
     targets = [pid for pid, cfg in gw.config.providers.items() if cfg.discover_models]
     if not targets:
         return
