@@ -10,6 +10,7 @@ TCP connection, notice the client hanging up) and benchmarks need the fake to be
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -55,7 +56,7 @@ class RecordedRequest:
     """Lower-case names; the last value wins for repeated headers."""
     body: bytes
     json: Any = None
-    """Parsed body, or ``None`` when empty / not JSON."""
+    """Parsed body (a form body: a dict of its fields), or ``None`` when empty / not JSON."""
     target: str = ""
     params: dict[str, str] = field(default_factory=dict)
     """Path parameters, e.g. Azure ``deployment`` and ``api_version``."""
@@ -87,7 +88,9 @@ def _parse(request: h11.Request, body: bytes) -> _Parsed:
     raw_path, _, qs = target.partition("?")
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers}
     data: Any = None
-    if body:
+    if body and headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        data = dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))  # OAuth token requests
+    elif body:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -118,6 +121,8 @@ class FakeUpstream:
         self.options = Options(**options)
         self.host = "127.0.0.1"
         self.port = 0
+        self.tls = False
+        """Serving HTTPS (``serve(ssl_context=...)``)."""
         self.requests: list[RecordedRequest] = []
         self.request_count = 0
         self.disconnects = 0
@@ -139,7 +144,7 @@ class FakeUpstream:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def openai_base(self) -> str:
@@ -270,11 +275,13 @@ class FakeUpstream:
         port: int = 0,
         *,
         reuse_port: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
         task_status: trio.TaskStatus[FakeUpstream] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen and serve until cancelled; ``task_status.started(self)`` once the port is bound.
 
-        ``reuse_port`` (SO_REUSEPORT) lets several benchmark processes share one port.
+        ``reuse_port`` (SO_REUSEPORT) lets several benchmark processes share one port; ``ssl_context``
+        (a server context with its certificate loaded) serves HTTPS.
         """
         if reuse_port:
             sock = trio.socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -287,6 +294,9 @@ class FakeUpstream:
             listeners = await trio.open_tcp_listeners(port, host=host, backlog=1024)
         sockname = listeners[0].socket.getsockname()
         self.host, self.port = sockname[0], sockname[1]
+        if ssl_context is not None:
+            self.tls = True
+            listeners = [trio.SSLListener(lst, ssl_context, https_compatible=True) for lst in listeners]
         task_status.started(self)
         await trio.serve_listeners(self._handle_connection, listeners)
 
@@ -595,7 +605,7 @@ class FakeUpstream:
     @staticmethod
     async def _abort(stream: trio.SocketStream, rst: bool) -> None:
         if rst:
-            with suppress(OSError):
+            with suppress(OSError, AttributeError):  # AttributeError: a TLS stream has no .socket
                 stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         await trio.aclose_forcefully(stream)
 
@@ -605,25 +615,34 @@ async def serve_fake_upstream(
     host: str = "127.0.0.1",
     port: int = 0,
     task_status: trio.TaskStatus[FakeUpstream] = trio.TASK_STATUS_IGNORED,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
     **options: Any,
 ) -> None:
     """Run a fake upstream until cancelled; ``await nursery.start(serve_fake_upstream, ...)`` returns it."""
     up = FakeUpstream(kind, **options)
-    await up.serve(host, port, task_status=task_status)
+    await up.serve(host, port, ssl_context=ssl_context, task_status=task_status)
 
 
 @asynccontextmanager
 async def open_fake_upstream(
-    kind: str = "openai", *, host: str = "127.0.0.1", port: int = 0, **options: Any
+    kind: str = "openai",
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ssl_context: ssl.SSLContext | None = None,
+    **options: Any,
 ) -> AsyncIterator[FakeUpstream]:
     """Start a fake upstream in its own nursery; leaving the block stops it and closes its connections.
 
-    An exception from the ``async with`` body comes out as itself, not wrapped in the nursery's
-    ExceptionGroup, so ``pytest.raises`` around the block works.
+    ``ssl_context`` (a server context with its certificate loaded) serves HTTPS. An exception from the
+    ``async with`` body comes out as itself, not wrapped in the nursery's ExceptionGroup, so
+    ``pytest.raises`` around the block works.
     """
     try:
         async with trio.open_nursery() as nursery:
-            up: FakeUpstream = await nursery.start(partial(serve_fake_upstream, kind, host, port, **options))
+            serve = partial(serve_fake_upstream, kind, host, port, ssl_context=ssl_context, **options)
+            up: FakeUpstream = await nursery.start(serve)
             try:
                 yield up
             finally:
