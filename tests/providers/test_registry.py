@@ -19,6 +19,7 @@ CONFIGS = {
     "xai": ProviderConfig(api_key="k"),
     "ollama": ProviderConfig(),
     "bedrock": ProviderConfig(region="us-east-1", access_key_id="AKID", secret_access_key="secret"),
+    "gigachat": ProviderConfig(credentials="k"),
     "anthropic": ProviderConfig(api_key="k"),
 }
 
