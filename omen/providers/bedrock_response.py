@@ -205,10 +205,9 @@ def http_error(provider: str, status: int, headers: Headers, body: bytes) -> Ome
         name = exception_name(fields["__type"])
     message = fields.get("message") or fields.get("Message")
     if not isinstance(message, str) or not message:
-        if name or not body.strip():
-            message = None
-        else:
+        if not name:  # not an AWS error body (a proxy's HTML page, an empty answer)
             return normalise_error(provider, status, body, headers)
+        message = None
     return aws_error(provider, status, name, message, headers)
 
 
