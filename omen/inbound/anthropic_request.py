@@ -117,11 +117,12 @@ class _Builder:
         self.messages: list[Message] = []
         self.origins: dict[str, str] = {}
 
-    def add(self, message: Message, origin: str, parts: list[str] | None = None) -> str:
+    def add(self, message: Message, origin: str, parts: list[str] | None = None, content: str | None = None) -> str:
         i = len(self.messages)
         self.messages.append(message)
         prefix = f"messages[{i}]"
         self.origins[prefix] = origin
+        self.origins[f"{prefix}.content"] = content or f"{origin}.content"
         for j, part_origin in enumerate(parts or ()):
             self.origins[f"{prefix}.content[{j}]"] = part_origin
         return prefix
@@ -175,10 +176,10 @@ def _system(system: str | list[a.TextBlock] | None, b: _Builder) -> None:
     if not system:
         return
     if isinstance(system, str):
-        b.add(SystemMessage(content=system), "system")
+        b.add(SystemMessage(content=system), "system", content="system")
     else:
         parts: list[ContentPart] = [TextPart(text=block.text) for block in system]
-        b.add(SystemMessage(content=parts), "system", [f"system[{k}]" for k in range(len(system))])
+        b.add(SystemMessage(content=parts), "system", [f"system[{k}]" for k in range(len(system))], "system")
 
 
 def _user(message: a.UserMessage, path: str, b: _Builder) -> None:
@@ -235,7 +236,6 @@ def _assistant(message: a.AssistantMessage, path: str, b: _Builder) -> None:
         return  # an empty (prefill) turn, or thinking only: nothing for the upstream to see
     msg = AssistantMessage(content="".join(texts) if texts else None, tool_calls=calls or None)
     prefix = b.add(msg, path)
-    b.origins[f"{prefix}.content"] = f"{path}.content"
     for c, origin in enumerate(call_origins):
         b.origins[f"{prefix}.tool_calls[{c}]"] = origin
 

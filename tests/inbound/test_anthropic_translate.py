@@ -396,10 +396,13 @@ def test_openai_params_map_back_to_the_anthropic_request():
     p = translated.anthropic_param
     assert p("messages[0]") == "system"
     assert p("messages[0].content[1]") == "system[1]"
-    assert p("messages[1].content") == "messages[0]"
+    assert p("messages[0].content") == "system"
+    assert p("messages[1].content") == "messages[0].content"
+    assert p("messages[1]") == "messages[0]"
+    assert p("messages[3].content") == "messages[2].content[0].content"  # a tool result's content
     assert p("messages[2].tool_calls[1].function.arguments") == "messages[1].content[3]"
     assert p("messages[2].content") == "messages[1].content"
-    assert p("messages[4].content[0].text") == "messages[2].content[1]"  # the second tool result
+    assert p("messages[4].content[0].text") == "messages[2].content[1].content"  # the second tool result
     assert p("messages[5].content[0].image_url.url") == "messages[2].content[1].content[1]"  # its image
     assert p("messages[5].content[2].image_url") == "messages[2].content[3]"
     assert p("messages[5].content[4]") == "messages[2].content[5]"
