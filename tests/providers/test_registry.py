@@ -21,6 +21,7 @@ CONFIGS = {
     "bedrock": ProviderConfig(region="us-east-1", access_key_id="AKID", secret_access_key="secret"),
     "gigachat": ProviderConfig(credentials="k"),
     "anthropic": ProviderConfig(api_key="k"),
+    "yandex": ProviderConfig(api_key="k", folder_id="b1g"),
 }
 
 
