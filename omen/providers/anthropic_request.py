@@ -6,6 +6,9 @@ Choices made here, each because Anthropic has no direct equivalent:
   joined with blank lines, or text blocks when a part carries ``cache_control``).
 * ``tool`` results become ``tool_result`` blocks in a user turn; consecutive turns of one role are
   merged (Anthropic wants user/assistant alternation), with ``tool_result`` blocks first in the turn.
+* Images: ``data:`` URIs become base64 sources (png/jpeg/gif/webp); http(s) URLs are sent as ``url``
+  sources, since Anthropic fetches them itself. ``file`` parts with inline PDF or plain text become
+  ``document`` blocks. ``temperature`` must be within Anthropic's 0-1 (OpenAI allows up to 2).
 * ``max_tokens`` is required by Anthropic: ``max_completion_tokens``, else ``max_tokens``, else
   :data:`DEFAULT_MAX_TOKENS`.
 * ``response_format``: ``json_schema`` becomes Anthropic's native structured output
@@ -14,7 +17,9 @@ Choices made here, each because Anthropic has no direct equivalent:
   has no schema to constrain to, so it becomes a system instruction.
 * ``cache_control`` (Anthropic prompt caching) is not an OpenAI field, but clients send it as an extra
   key on content parts, messages, tools or the top level (the convention other gateways follow); it
-  is forwarded to the matching Anthropic block.
+  is forwarded to the matching Anthropic block. ``top_k``, sent the same way, is forwarded too.
+  Other Anthropic-only parameters are not: ``thinking`` in particular would need the signed thinking
+  blocks sent back on the next turn, which OpenAI messages cannot carry.
 * Parameters Anthropic cannot honour and that would change the answer (``n`` > 1, logprobs,
   logit_bias, non-zero penalties, audio output, reasoning_effort, web search) are refused with a 400;
   ``seed`` is dropped (OpenAI documents it as best effort), as are OpenAI-only hints (``store``,
@@ -416,8 +421,9 @@ def _user_id(req: ChatCompletionRequest) -> str | None:
 
 
 def _raw_body(raw: bytes) -> dict[str, Any] | None:
-    """The client's JSON, only when it carries ``cache_control`` (the struct drops unknown keys)."""
-    if b'"cache_control"' not in raw:
+    """The client's JSON, only when it carries one of the Anthropic extensions read from it
+    (``cache_control``, ``top_k``): the request struct drops keys OpenAI does not define."""
+    if b'"cache_control"' not in raw and b'"top_k"' not in raw:
         return None
     try:
         body = orjson.loads(raw)
@@ -460,6 +466,11 @@ def messages_body(req: ChatCompletionRequest, raw: bytes, model: str, stream: bo
         body["temperature"] = req.temperature
     if req.top_p is not None:
         body["top_p"] = req.top_p
+    top_k = raw_body.get("top_k") if raw_body else None
+    if top_k is not None:
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0:
+            raise bad_request("'top_k' must be a non-negative integer.", param="top_k")
+        body["top_k"] = top_k
     user_id = _user_id(req)
     if user_id is not None:
         body["metadata"] = {"user_id": user_id}

@@ -291,6 +291,13 @@ def test_cache_control_is_forwarded():
     assert out["cache_control"] == ephemeral
 
 
+def test_top_k_extension():
+    assert sent({"messages": USER, "top_k": 40})["top_k"] == 40
+    assert "top_k" not in sent({"messages": USER})
+    for bad in (-1, 1.5, True, "5"):
+        assert refused({"messages": USER, "top_k": bad}).param == "top_k"
+
+
 def test_tool_results_with_parts_files_and_odd_ids():
     body = {
         "messages": [
