@@ -22,6 +22,7 @@ CONFIGS = {
     "gigachat": ProviderConfig(credentials="k"),
     "anthropic": ProviderConfig(api_key="k"),
     "yandex": ProviderConfig(api_key="k", folder_id="b1g"),
+    "gemini": ProviderConfig(api_key="k"),
 }
 
 
