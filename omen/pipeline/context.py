@@ -40,6 +40,7 @@ class RequestContext:
     usage: Usage | None = None
     error: str | None = None
     output: OutputFormat | None = None  # the client API answers are written in; None = OpenAI's
+    disconnect: Any = None  # hypercorn's DisconnectSignal (scope extension "omen.disconnect"), when present
 
     def mark_first_byte(self) -> None:
         if self.first_byte is None:

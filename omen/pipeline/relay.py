@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -123,12 +124,37 @@ async def _finish_stream(send: Send, ctx: RequestContext, renderer: StreamRender
     await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
+async def _while_connected_signal(signal: Any, ctx: RequestContext, work: Callable[[], Awaitable[None]]) -> None:
+    """``while_connected`` on hypercorn's disconnect signal (the ``omen.disconnect`` scope extension): the
+    disconnect cancels ``work`` through a callback, so no watcher task is spawned per request."""
+
+    def on_disconnect() -> None:
+        if not ctx.response_ending:  # a disconnect while the last body message goes out is the normal end
+            client_scope.cancel()
+
+    with trio.CancelScope() as client_scope:
+        if signal.fired:
+            client_scope.cancel()
+        signal.subscribe(on_disconnect)
+        try:
+            await work()
+        finally:
+            signal.unsubscribe(on_disconnect)
+    if client_scope.cancelled_caught:
+        ctx.error = "client disconnected"
+        ctx.status = ctx.status or 499
+
+
 async def while_connected(receive: Receive, ctx: RequestContext, work: Callable[[], Awaitable[None]]) -> None:
     """Run ``work`` while watching for the client to disconnect; a disconnect cancels ``work``.
 
     OmenError from ``work`` is re-raised as itself (not wrapped in an ExceptionGroup by the nursery),
     so the caller can still answer with a proper error response.
     """
+    signal = ctx.disconnect
+    if signal is not None:
+        await _while_connected_signal(signal, ctx, work)
+        return
     error: OmenError | None = None
     finished = False
     with trio.CancelScope() as client_scope:

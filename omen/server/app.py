@@ -24,6 +24,7 @@ from omen.server.asgi import (
     read_body,
     send_response,
 )
+from omen.server.hypercorn_fastpath import DISCONNECT_EXTENSION
 
 _BODY_HANDLERS = {
     "/v1/chat/completions": handlers.chat_completions,
@@ -81,6 +82,9 @@ class OmenApp:
         method: str = scope["method"]
         path = _normalise(scope["path"])
         ctx = RequestContext(request_id_from(header(scope, b"x-request-id")), method, path, trio.current_time())
+        extensions = scope.get("extensions")
+        if extensions:
+            ctx.disconnect = extensions.get(DISCONNECT_EXTENSION)
         try:
             await self._route(scope, receive, send, ctx, method, path)
         except OmenError as error:

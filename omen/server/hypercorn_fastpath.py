@@ -445,6 +445,68 @@ def patch_coalesce_response() -> None:
 
 
 # --------------------------------------------------------------------------------------------------------
+# (f) disconnect signal: a callback instead of a watcher task per request
+
+
+class DisconnectSignal:
+    """Fired when hypercorn reports the client gone (``http.disconnect`` put into the app's queue).
+
+    Exposed to the app as the ASGI scope extension ``omen.disconnect``. Subscribers are plain callbacks
+    run in hypercorn's protocol task (e.g. ``CancelScope.cancel``), so an app needs no task of its own
+    blocked in ``receive()`` just to notice a disconnect."""
+
+    __slots__ = ("_callbacks", "fired")
+
+    def __init__(self) -> None:
+        self.fired = False
+        self._callbacks: list[Callable[[], None]] = []
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
+    def unsubscribe(self, callback: Callable[[], None]) -> None:
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def fire(self) -> None:
+        self.fired = True
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+
+DISCONNECT_EXTENSION = "omen.disconnect"
+
+
+def patch_disconnect_signal() -> None:
+    """``TaskGroup.spawn_app``: put a :class:`DisconnectSignal` in the scope's extensions and fire it
+    when hypercorn puts ``http.disconnect`` into the app's queue (h11, h2 and h3 all go through here).
+
+    Why: to cancel an upstream call when its client leaves, the app otherwise runs a second task per
+    request blocked in ``receive()`` inside a nursery (spawn, cancel, join: extra scheduler passes on
+    every request). Safe: the message is still queued as before, so ``receive()`` keeps its ASGI
+    meaning; apps that ignore the extension see no change."""
+    from hypercorn.trio.task_group import TaskGroup
+
+    def factory(original: Any) -> Any:
+        async def spawn_app(self: Any, app: Any, config: Any, scope: Any, send: Any) -> Any:
+            signal = DisconnectSignal()
+            scope.setdefault("extensions", {})[DISCONNECT_EXTENSION] = signal
+            put = await original(self, app, config, scope, send)
+
+            async def app_put(message: Any) -> None:
+                if message["type"] == "http.disconnect":
+                    signal.fire()
+                await put(message)
+
+            return app_put
+
+        return spawn_app
+
+    _wrap(TaskGroup, "spawn_app", "disconnect_signal", factory)
+
+
+# --------------------------------------------------------------------------------------------------------
 
 PATCHES: dict[str, Callable[[], None]] = {
     "idle_timer": patch_idle_timer,
@@ -452,9 +514,10 @@ PATCHES: dict[str, Callable[[], None]] = {
     "send_path": patch_send_path,
     "coalesce_response": patch_coalesce_response,
     "direct_io": patch_direct_io,
+    "disconnect_signal": patch_disconnect_signal,
 }
 # read_loop replaces _read_data; idle_timer wraps whatever _read_data is: apply read_loop first.
-_ORDER = ("read_loop", "idle_timer", "send_path", "coalesce_response", "direct_io")
+_ORDER = ("read_loop", "idle_timer", "send_path", "coalesce_response", "direct_io", "disconnect_signal")
 
 
 def selected(value: str | None = None) -> tuple[str, ...]:

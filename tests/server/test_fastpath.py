@@ -617,3 +617,35 @@ async def test_abrupt_client_close_with_a_pending_response() -> None:
                 await app.disconnect_event(f"rst{index}").wait()
         async with httpx.AsyncClient() as http:
             assert (await http.get(server.url("/"))).status_code == 200
+
+
+@requires("disconnect_signal")
+async def test_disconnect_signal_fires_and_receive_still_reports_it() -> None:
+    fired = trio.Event()
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        signal = scope["extensions"][hypercorn_fastpath.DISCONNECT_EXTENSION]
+        seen["fired_at_start"] = signal.fired
+        signal.subscribe(fired.set)
+        await receive()  # the request body
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"data: x\n\n", "more_body": True})
+        with trio.fail_after(10):
+            await fired.wait()  # the callback ran before anyone read the queue
+            seen["message"] = (await receive())["type"]  # and the ASGI message is still there
+
+    async with running_server(plain_settings(), app=app) as server:
+        async with httpx.AsyncClient() as http, http.stream("GET", server.url("/")) as stream:
+            async for _ in stream.aiter_raw():
+                break
+        with trio.fail_after(10):
+            await fired.wait()
+            while "message" not in seen:
+                await trio.sleep(0.01)
+    assert seen == {"fired_at_start": False, "message": "http.disconnect"}
