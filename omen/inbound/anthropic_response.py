@@ -49,8 +49,9 @@ def random_id() -> str:
 
 
 def message_id(upstream_id: str, new_id: Callable[[], str] = random_id) -> str:
-    """``msg_`` + the upstream id without its ``chatcmpl-`` prefix when it is plain, else a new one."""
-    rest = upstream_id.removeprefix("chatcmpl-")
+    """``msg_`` + the upstream id without its ``chatcmpl-`` prefix when it is plain, else a new one (an
+    Anthropic upstream's ``msg_`` id is kept as it is)."""
+    rest = upstream_id.removeprefix("chatcmpl-").removeprefix("msg_")
     if rest and len(rest) <= 64 and all(c in _SAFE_ID for c in rest):
         return "msg_" + rest
     return "msg_" + new_id()

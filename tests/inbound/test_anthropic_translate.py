@@ -527,7 +527,7 @@ def test_tool_input_and_message_id():
     assert tool_input("  ") == {} and tool_input(None) == {} and tool_input({"b": 2}) == {"b": 2}
     assert tool_input('{"a":') == {"_raw_arguments": '{"a":'}
     assert tool_input("[1]") == {"_raw_arguments": "[1]"}
-    assert message_id("chatcmpl-abc_DEF-1") == "msg_abc_DEF-1"
+    assert message_id("chatcmpl-abc_DEF-1") == "msg_abc_DEF-1" and message_id("msg_01X") == "msg_01X"
     assert message_id("", lambda: "z") == "msg_z" and message_id("a/b", lambda: "z") == "msg_z"
 
 

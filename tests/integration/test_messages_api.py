@@ -526,3 +526,80 @@ async def test_ollama_errors_use_anthropic_paths(tmp_path) -> None:
             )
         message = info.value.body["error"]["message"]
         assert message.startswith("messages[0].content[1]: ") and "image/gif" in message
+
+
+# ---- native upstreams: Anthropic in, OpenAI format inside, another native format out ------------------
+
+NATIVE_KEY = "native-upstream-secret"
+
+
+def _native_kinds() -> list[Any]:
+    """Native fakes written alongside this API; a kind whose provider or fake is absent is skipped."""
+    import importlib.util
+
+    kinds = []
+    for kind in ("anthropic", "gemini"):
+        present = all(
+            importlib.util.find_spec(module) is not None
+            for module in (f"omen.providers.{kind}", f"tests.fakes.{kind}_wire")
+        )
+        kinds.append(pytest.param(kind, marks=pytest.mark.skipif(not present, reason=f"no {kind} provider/fake yet")))
+    return kinds
+
+
+@asynccontextmanager
+async def serve_native(kind: str, tmp_path: Any, **options: Any) -> AsyncIterator[Served]:
+    upstream = {"anthropic": "claude-sonnet-4-5-20250929", "gemini": "gemini-2.5-flash"}[kind]
+    async with open_fake_upstream(kind, api_key=NATIVE_KEY, **options) as up:
+        cfg = {
+            "providers": {kind: {"type": kind, "api_key": NATIVE_KEY, "base_url": up.base_url}},
+            "models": {"native": {"provider": kind, "model": upstream}},
+        }
+        async with running_omen(cfg, tmp_path=tmp_path) as omen:
+            client = anthropic.AsyncAnthropic(base_url=omen.url, api_key="unused", max_retries=0)
+            try:
+                yield Served(kind, up, omen, client, "native")
+            finally:
+                await client.close()
+
+
+@pytest.mark.parametrize("kind", _native_kinds())
+async def test_native_upstreams(kind, tmp_path) -> None:
+    async with serve_native(kind, tmp_path) as s:
+        message = await s.client.messages.create(
+            model=s.model, max_tokens=50, system="Be brief.", messages=[{"role": "user", "content": "hello native"}]
+        )
+        assert message.content[0].text == "Echo: hello native" and message.stop_reason == "end_turn"
+        assert message.usage.output_tokens == 3
+        async with s.client.messages.stream(
+            model=s.model, max_tokens=50, messages=[{"role": "user", "content": "stream native"}]
+        ) as stream:
+            pieces = [text async for text in stream.text_stream]
+            final = await stream.get_final_message()
+        assert "".join(pieces) == "Echo: stream native" and final.usage.output_tokens == 3
+        # streamed tool call, then its result round trip
+        async with s.client.messages.stream(
+            model=s.model, max_tokens=50, messages=[{"role": "user", "content": "Lima"}], tools=[WEATHER]
+        ) as stream:
+            first = await stream.get_final_message()
+        assert first.stop_reason == "tool_use"
+        [call] = [block for block in first.content if block.type == "tool_use"]  # some fakes talk first
+        assert (call.name, call.input) == ("get_weather", {"city": "Lima"})
+        history = [
+            {"role": "user", "content": "Lima"},
+            {
+                "role": "assistant",
+                "content": [b.model_dump(exclude_none=True, exclude={"parsed_output"}) for b in first.content],
+            },
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "foggy"}]},
+        ]
+        second = await s.client.messages.create(model=s.model, max_tokens=50, messages=history, tools=[WEATHER])
+        assert second.content[0].text == "Echo: foggy"
+        if kind == "anthropic":  # Anthropic in, Anthropic out: the tool result went back as a tool_result block
+            sent = s.up.last_request.json["messages"]
+            assert sent[-1]["content"][0]["type"] == "tool_result"
+            assert sent[-1]["content"][0]["tool_use_id"] == call.id
+        s.up.fault = Fault.rate_limited(retry_after=3)
+        with pytest.raises(anthropic.RateLimitError) as info:
+            await s.client.messages.create(model=s.model, max_tokens=5, messages=[{"role": "user", "content": "x"}])
+        assert info.value.body["error"]["type"] == "rate_limit_error"
