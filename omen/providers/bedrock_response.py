@@ -203,6 +203,8 @@ def http_error(provider: str, status: int, headers: Headers, body: bytes) -> Ome
             break
     if not name and isinstance(fields.get("__type"), str):
         name = exception_name(fields["__type"])
+    if not name and status == 424:  # only model errors use 424; a proxy may have dropped the header
+        name = "ModelErrorException"
     message = fields.get("message") or fields.get("Message")
     if not isinstance(message, str) or not message:
         if not name:  # not an AWS error body (a proxy's HTML page, an empty answer)
