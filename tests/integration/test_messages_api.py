@@ -603,3 +603,17 @@ async def test_native_upstreams(kind, tmp_path) -> None:
         with pytest.raises(anthropic.RateLimitError) as info:
             await s.client.messages.create(model=s.model, max_tokens=5, messages=[{"role": "user", "content": "x"}])
         assert info.value.body["error"]["type"] == "rate_limit_error"
+
+
+async def test_demo_model_runs_inside_the_gateway(tmp_path) -> None:
+    async with running_omen({}, tmp_path=tmp_path) as omen:  # no provider: the local demo model
+        client = anthropic.AsyncAnthropic(base_url=omen.url, api_key="unused", max_retries=0)
+        user = [{"role": "user", "content": "hi there"}]
+        message = await client.messages.create(model="omen-demo", max_tokens=50, messages=user)
+        async with client.messages.stream(model="omen-demo", max_tokens=50, messages=user) as stream:
+            final = await stream.get_final_message()
+        assert message.content[0].text == final.content[0].text
+        assert message.content[0].text.startswith("Hello from OMEN's built-in demo model.")
+        assert final.stop_reason == "end_turn" and final.usage.output_tokens == message.usage.output_tokens > 0
+        assert (await client.messages.count_tokens(model="omen-demo", messages=user)).input_tokens == 9
+        await client.close()
