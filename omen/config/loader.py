@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from omen.config import environment, secrets
-from omen.config.schema import AuthConfig, ModelConfig, OmenConfig, ProviderConfig, ServerConfig
+from omen.config.schema import AuthConfig, ImagesConfig, ModelConfig, OmenConfig, ProviderConfig, ServerConfig
 
 DEMO_MODEL = "omen-demo"
 DEMO_PROVIDER = "demo"
@@ -143,7 +143,7 @@ def _validate(tree: dict[str, Any], issues: list[ConfigIssue], locator: _LineLoc
             issues.append(_issue_from_validation(str(exc), path, locator))
             return None
 
-    known_sections = {"server", "auth", "providers", "models", "aliases", "demo"}
+    known_sections = {"server", "auth", "providers", "models", "aliases", "images", "demo"}
     for key in tree:
         if key not in known_sections:
             issues.append(
@@ -152,6 +152,8 @@ def _validate(tree: dict[str, Any], issues: list[ConfigIssue], locator: _LineLoc
 
     server = convert(tree.get("server", {}), ServerConfig, "server") or ServerConfig()
     auth = convert(tree.get("auth", {}), AuthConfig, "auth") or AuthConfig()
+    images = convert(tree.get("images", {}), ImagesConfig, "images") or ImagesConfig()
+    _check_images(images, issues, locator)
 
     providers: dict[str, ProviderConfig] = {}
     for pid, ptree in _table(tree, "providers", issues, locator).items():
@@ -207,6 +209,7 @@ def _validate(tree: dict[str, Any], issues: list[ConfigIssue], locator: _LineLoc
                     locator.line(f"models.{mid}.provider"),
                 )
             )
+        _check_capabilities(mid, mcfg, issues, locator)
         models[mid] = mcfg
 
     aliases = convert(tree.get("aliases", {}), dict[str, str], "aliases") or {}
@@ -263,7 +266,39 @@ def _validate(tree: dict[str, Any], issues: list[ConfigIssue], locator: _LineLoc
     if server.workers < 1:
         issues.append(ConfigIssue("server.workers", "must be at least 1", locator.line("server.workers")))
 
-    return OmenConfig(server=server, auth=auth, providers=providers, models=models, aliases=aliases, demo=demo)
+    return OmenConfig(
+        server=server, auth=auth, providers=providers, models=models, aliases=aliases, images=images, demo=demo
+    )
+
+
+def _check_images(images: ImagesConfig, issues: list[ConfigIssue], locator: _LineLocator) -> None:
+    def issue(key: str, message: str) -> None:
+        issues.append(ConfigIssue(f"images.{key}", message, locator.line(f"images.{key}")))
+
+    if images.max_bytes < 1:
+        issue("max_bytes", "must be at least 1")
+    if images.timeout_s <= 0:
+        issue("timeout_s", "must be greater than 0")
+    if images.max_redirects < 0:
+        issue("max_redirects", "must be 0 or more")
+    for entry in images.allow_hosts:
+        host, _, port = entry.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            issue("allow_hosts", f"expected 'host:port' (IPv6 as '[::1]:8080'), got '{entry}'")
+
+
+def _check_capabilities(mid: str, mcfg: ModelConfig, issues: list[ConfigIssue], locator: _LineLocator) -> None:
+    caps, pricing = mcfg.capabilities, mcfg.pricing
+    for key in ("context_window", "max_output_tokens"):
+        value = getattr(caps, key) if caps is not None else None
+        if value is not None and value < 1:
+            path = f"models.{mid}.capabilities.{key}"
+            issues.append(ConfigIssue(path, "must be at least 1", locator.line(f"models.{mid}.capabilities")))
+    for key in ("input", "output", "cached_input"):
+        value = getattr(pricing, key) if pricing is not None else None
+        if value is not None and value < 0:
+            path = f"models.{mid}.pricing.{key}"
+            issues.append(ConfigIssue(path, "must not be negative", locator.line(f"models.{mid}.pricing")))
 
 
 def is_loopback(host: str) -> bool:

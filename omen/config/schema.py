@@ -79,12 +79,45 @@ class ProviderConfig(_Section):
     discover_models: bool = False
 
 
+class CapabilitiesConfig(_Section):
+    """What a model can do, overriding the built-in catalog (omen/catalog); unset = catalog value."""
+
+    vision: bool | None = None  # accepts image parts
+    tools: bool | None = None  # accepts tools / functions
+    json_mode: bool | None = None  # accepts response_format json_object / json_schema
+    context_window: int | None = None  # tokens, prompt + output
+    max_output_tokens: int | None = None  # larger max_tokens / max_completion_tokens -> 400
+
+
+class PricingConfig(_Section):
+    """USD per 1M tokens, overriding the built-in catalog; shown by GET /v1/models."""
+
+    input: float | None = None
+    output: float | None = None
+    cached_input: float | None = None
+
+
 class ModelConfig(_Section):
     provider: str
     model: str | None = None  # upstream model (Azure: deployment); defaults to the public id
     aliases: list[str] = []
     demo: bool = False
     extra: dict[str, Any] = {}
+    capabilities: CapabilitiesConfig | None = None
+    pricing: PricingConfig | None = None
+
+
+class ImagesConfig(_Section):
+    """Fetching http(s) image URLs for providers that need images inline (``inline_images``).
+
+    Every hop is checked after DNS resolution: loopback, private, link-local, metadata and other
+    non-public addresses are refused unless their ``host:port`` is listed in ``allow_hosts``."""
+
+    fetch: bool = True  # false: such providers refuse http(s) image URLs (data: URIs still work)
+    max_bytes: int = 20 * 1024 * 1024
+    timeout_s: float = 10.0  # whole fetch, redirects included
+    max_redirects: int = 3
+    allow_hosts: list[str] = []  # "host:port" exceptions for private addresses, e.g. "127.0.0.1:8000"
 
 
 class OmenConfig(_Section):
@@ -93,4 +126,5 @@ class OmenConfig(_Section):
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
     aliases: dict[str, str] = {}  # alias -> public model id
+    images: ImagesConfig = msgspec.field(default_factory=ImagesConfig)
     demo: bool | None = None  # None: serve the demo model only when nothing else is configured

@@ -9,7 +9,9 @@ from omen.api.chat import ChatCompletionRequest
 from omen.api.completions import CompletionRequest
 from omen.api.decode import decode_body
 from omen.api.embeddings import EmbeddingRequest
+from omen.catalog import capabilities_for, check_chat
 from omen.errors import OmenError, model_not_found
+from omen.media import inline_images
 from omen.pipeline.context import RequestContext
 from omen.pipeline.gateway import Gateway
 from omen.pipeline.models import model_entry, model_list
@@ -34,6 +36,12 @@ async def _dispatch(
 ) -> None:
     provider = gw.providers[route.provider_id]
     ctx.stream = call.stream
+    if name == "chat" and call.request is not None:
+        # Refuse what the model cannot do before any upstream work, then give a provider that cannot
+        # fetch image URLs (inline_images) checked data: URIs only.
+        check_chat(capabilities_for(gw.config, gw.table.aliases, route), route.public_model, call.request)
+        if getattr(provider, "inline_images", False):
+            await inline_images(call.request, gw.config.images)
     if getattr(provider, "local", False):
         result = getattr(provider, f"{name}_result", None)
         stream = getattr(provider, f"{name}_stream", None)

@@ -181,12 +181,13 @@ def _arguments(text: str, param: str) -> dict[str, Any]:
 
 
 def _image(url: str, param: str) -> str:
-    """A data: URI -> the raw base64 Ollama wants. Remote URLs are refused: fetching arbitrary URLs on
-    a client's behalf would make the gateway an open proxy, and Ollama itself cannot fetch them."""
+    """A data: URI -> the raw base64 Ollama wants. Ollama cannot fetch image URLs, so the provider
+    declares ``inline_images``: the pipeline fetches http(s) images (SSRF-checked, omen/media) and
+    hands this translator data: URIs only. An http(s) URL here means that step did not run."""
     if url.startswith(("http://", "https://")):
         raise bad_request(
             "This provider (Ollama) needs images inline as data: URIs "
-            "(data:image/png;base64,...); image URLs are not fetched.",
+            "(data:image/png;base64,...); this image URL was not fetched.",
             param=param,
             code="image_url_not_supported",
         )
@@ -457,6 +458,7 @@ class OllamaProvider:
     (Ollama cloud). ``clock`` and ``new_id`` make ids and timestamps deterministic in tests."""
 
     type: ClassVar[str] = "ollama"
+    inline_images: ClassVar[bool] = True  # Ollama takes base64 images only: the pipeline fetches URLs
 
     def __init__(
         self,

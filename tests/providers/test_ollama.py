@@ -166,10 +166,22 @@ def test_chat_request_minimal_stream_schema_and_undecoded_call():
     }
 
 
+def test_inline_images_and_pipeline_data_uris():
+    """Ollama cannot fetch URLs: the provider asks the pipeline for inline images (omen/media) and
+    takes the data: URIs it produces (the sniffed type; image/jpg as clients write it)."""
+    assert OllamaProvider.inline_images is True
+    jpeg = base64.b64encode(b"\xff\xd8\xff\xe0 jpeg bytes").decode()
+    for url in (f"data:image/jpeg;base64,{jpeg}", f"data:image/jpg;base64,{jpeg}", f"data:IMAGE/PNG;base64,{PNG}"):
+        part = {"type": "image_url", "image_url": {"url": url}}
+        body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "see"}, part]}]}
+        assert sent(ollama().chat_request(chat(body)))["messages"][0]["images"] == [url.partition(",")[2]]
+
+
 @pytest.mark.parametrize(
     ("url", "fragment"),
     [
-        ("https://example.com/cat.png", "needs images inline as data: URIs"),
+        # only reachable when the pipeline's fetch step did not run (a translator used on its own)
+        ("https://example.com/cat.png", "this image URL was not fetched"),
         ("data:image/png;base64,@@@notbase64", "valid base64"),
         ("data:image/tiff;base64," + PNG, "Unsupported image type 'image/tiff'"),
         ("data:image/png," + PNG, "must be base64-encoded"),
