@@ -137,6 +137,7 @@ async def test_matrix_model_ids_and_listing(tmp_path) -> None:
             ("ygpt", "gpt://b1gfolder/yandexgpt/latest"),  # configured model, bare id
             ("yandex/yandexgpt-32k/deprecated", "gpt://b1gfolder/yandexgpt-32k/deprecated"),
             ("yandex/gpt://b1gother/yandexgpt-lite/rc", "gpt://b1gother/yandexgpt-lite/rc"),  # a URI passes through
+            ("yandex/llama-lite/latest", "gpt://b1gfolder/llama-lite/latest"),  # not listed: provider prefix
         ]:
             answer = await env.client.chat.completions.create(model=model, messages=HI)
             assert answer.choices[0].message.content == "Echo: ping pong"

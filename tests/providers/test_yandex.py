@@ -120,6 +120,20 @@ def test_model_uris():
     assert "yandexgpt-32k/rc" in ids and ids[-2:] == ["text-search-doc", "text-search-query"] and len(ids) == 11
 
 
+def test_provider_prefix_routing():
+    """``yandex/<model>/<version>`` routes with the rest of the id as the upstream model."""
+    from omen.routing.table import ModelTable, Route
+
+    table = ModelTable(provider_types={"yandex": "yandex"})
+    assert table.resolve("yandex/yandexgpt/rc") == Route(
+        "yandex/yandexgpt/rc", "yandex", "yandexgpt/rc", "provider-prefix"
+    )
+    assert table.resolve("yandex/gpt://f/llama/latest").upstream_model == "gpt://f/llama/latest"
+    table.set_discovered("yandex", static_model_ids())
+    assert table.resolve("yandex/yandexgpt/rc").via == "discovered"
+    assert table.resolve("yandex/yandexgpt/rc").upstream_model == "yandexgpt/rc"
+
+
 @pytest.mark.parametrize(
     ("fn", "model", "folder", "fragment"),
     [
