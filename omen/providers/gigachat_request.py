@@ -249,7 +249,7 @@ def _forced(name: Any, names: list[str], param: str) -> dict[str, str]:
 
 
 def _function_call(req: ChatCompletionRequest, names: list[str]) -> str | dict[str, str] | None:
-    if req.tools:
+    if req.tools or (req.tool_choice is not None and not req.functions):
         choice, param = req.tool_choice, "tool_choice"
     else:
         choice, param = req.function_call, "function_call"

@@ -133,9 +133,10 @@ class StopFilter:
         self.hit = False
 
     def cut(self, text: str) -> tuple[str, bool]:
-        """Whole text -> (text before the first stop sequence, whether one was found)."""
-        found = [i for i in (text.find(s) for s in self.stops) if i >= 0]
-        return (text[: min(found)], True) if found else (text, False)
+        """Whole text -> (text before the first stop sequence, whether one was found). "First" is the one
+        that is complete first, as generation would have stopped there (then the longest of those)."""
+        found = [(i + len(s), i) for i, s in ((text.find(s), s) for s in self.stops) if i >= 0]
+        return (text[: min(found)[1]], True) if found else (text, False)
 
     def feed(self, text: str) -> str:
         if self.hit:

@@ -23,6 +23,8 @@ class TokenCache:
         self._clock = clock
         self._tokens: dict[str, tuple[Token, float]] = {}  # provider id -> (token, refresh at)
         self._locks: dict[str, trio.Lock] = {}
+        self._attempts: dict[str, int] = {}  # exchanges finished (or abandoned) per provider
+        self._failures: dict[str, Exception] = {}  # the error of the latest exchange, if it failed
         self.refreshes = 0  # token exchanges made (tests and metrics)
 
     def _fresh(self, provider_id: str) -> str | None:
@@ -37,12 +39,25 @@ class TokenCache:
         if value is not None:
             return value
         lock = self._locks.setdefault(provider_id, trio.Lock())
+        seen = self._attempts.get(provider_id, 0)
         async with lock:
             value = self._fresh(provider_id)  # refreshed by the task that held the lock before us
             if value is not None:
                 return value
+            failure = self._failures.get(provider_id)
+            if failure is not None and self._attempts.get(provider_id, 0) != seen:
+                # The exchange that ran while we waited failed: share its error rather than queue one
+                # more attempt each (a burst against a dead token endpoint would wait N timeouts).
+                raise failure
+            self._failures.pop(provider_id, None)
             now = self._clock()
-            token = await fetch()
+            try:
+                token = await fetch()
+            except Exception as exc:
+                self._failures[provider_id] = exc
+                raise
+            finally:  # Cancelled too: waiters then try themselves (no failure recorded)
+                self._attempts[provider_id] = self._attempts.get(provider_id, 0) + 1
             self.refreshes += 1
             lifetime = max(token.expires_at - now, 0.0)
             self._tokens[provider_id] = (token, token.expires_at - min(REFRESH_MARGIN, lifetime / 10))
