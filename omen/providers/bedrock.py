@@ -75,9 +75,13 @@ class BedrockProvider:
         self.region = config.region
         self._endpoint = (config.base_url or default_endpoint(config.region)).rstrip("/")
         self._credentials = resolve_credentials(provider_id, config, os.environ if environ is None else environ)
+        # What botocore sends: Content-Type always, Accept only for InvokeModel (there it is a modelled
+        # parameter naming the response body's type); Converse and ConverseStream get none.
         names = {k.lower() for k in config.headers}
-        base = [("Content-Type", "application/json"), ("Accept", "application/json")]
-        self._headers = [h for h in base if h[0].lower() not in names] + list(config.headers.items())
+        content_type = [] if "content-type" in names else [("Content-Type", "application/json")]
+        accept = [] if "accept" in names else [("Accept", "application/json")]
+        self._headers = [*content_type, *config.headers.items()]
+        self._invoke_headers = [*content_type, *accept, *config.headers.items()]
 
     def endpoints(self) -> list[str]:
         return [self._endpoint]
@@ -90,9 +94,8 @@ class BedrockProvider:
         return sigv4_headers(self._credentials, self.region, request.method, url, request.headers, request.body or b"")
 
     def _post(self, model: str, operation: str, body: dict[str, Any], stream: bool = False) -> UpstreamRequest:
-        headers = list(self._headers)  # a fresh list per request: the transport may add to it
-        if stream:
-            headers = [(k, "application/vnd.amazon.eventstream") if k == "Accept" else (k, v) for k, v in headers]
+        # a fresh list per request: the transport may add to it
+        headers = list(self._invoke_headers if operation == "invoke" else self._headers)
         return UpstreamRequest("POST", model_path(model, operation), headers, orjson.dumps(body), stream=stream)
 
     # -- chat --

@@ -9,6 +9,7 @@ providers of botocore's default chain are deliberately left out: they call the n
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ SIGNING_NAME = "bedrock"
 BEARER_ENV = "AWS_BEARER_TOKEN_BEDROCK"
 # Headers the signature adds; the rest of the signed headers are the request's own.
 _SIGNING_HEADERS = ("X-Amz-Content-SHA256", "X-Amz-Date", "X-Amz-Security-Token", "Authorization")
+# botocore.auth logs each canonical request at DEBUG, signed header values (the session token) included:
+# keep that out of the logs even when an application turns DEBUG on for everything.
+logging.getLogger("botocore.auth").setLevel(logging.INFO)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,9 @@ import openai
 import orjson
 import pytest
 
+from omen.config.schema import ProviderConfig
+from omen.providers.base import ChatCall
+from omen.providers.bedrock import BedrockProvider
 from tests.conftest import running_omen
 from tests.fakes import Fault, open_fake_upstream
 from tests.fakes import bedrock_wire as wire
@@ -96,9 +99,13 @@ def sent(up: Any, target: str = TARGET, *, stream: bool = False) -> dict[str, An
     wire.verify_recorded(rec, KEY)  # signature over the raw target, headers and body hash
     assert rec.headers["x-amz-security-token"] == TOKEN
     assert rec.headers["content-type"] == "application/json"
-    assert rec.headers["accept"] == ("application/vnd.amazon.eventstream" if stream else "application/json")
+    invoke = target.endswith("/invoke")  # only InvokeModel names the response type, as botocore does
+    assert rec.headers.get("accept") == ("application/json" if invoke else None)
     signed = rec.headers["authorization"].split("SignedHeaders=")[1].split(",")[0]
-    assert signed == "accept;content-type;host;x-amz-content-sha256;x-amz-date;x-amz-security-token"
+    assert (
+        signed
+        == ("accept;" if invoke else "") + "content-type;host;x-amz-content-sha256;x-amz-date;x-amz-security-token"
+    )
     assert "client-key" not in str(rec.headers)  # the client's key never reaches AWS
     return rec.json
 
@@ -637,3 +644,26 @@ async def test_matrix_completions_refused(tmp_path) -> None:
         with pytest.raises(openai.BadRequestError) as exc:
             await m.client.completions.create(model="claude", prompt="Say hi")
         assert exc.value.code == "unsupported_endpoint" and m.up.request_count == 0
+
+
+async def test_fake_bedrock_verifies_sigv4_over_http() -> None:
+    """The fake refuses what AWS refuses: no signature, a signature for another request, unknown keys."""
+    async with open_fake_upstream("bedrock", api_key=KEY) as up:
+        provider = BedrockProvider("aws", ProviderConfig(**provider_config(up)), environ={})
+        body = orjson.dumps({"model": "claude", "messages": HI})
+        request = provider.chat_request(ChatCall(raw=body, upstream_model=MODEL, public_model="claude"))
+        url = up.base_url + request.path
+        signed = [*request.headers, *provider.authorize(request, url, None)]
+        async with httpx.AsyncClient() as http:
+            ok = await http.post(url, headers=signed, content=request.body)
+            assert ok.status_code == 200 and ok.json()["output"]["message"]["content"] == [
+                {"text": "Echo: hello there"}
+            ]
+            unsigned = await http.post(url, headers=request.headers, content=request.body)
+            assert unsigned.status_code == 403 and unsigned.json() == {"message": "Missing Authentication Token"}
+            assert unsigned.headers["x-amzn-errortype"].startswith("MissingAuthenticationTokenException:")
+            other = await http.post(url.replace("v1%3A0", "v2%3A0"), headers=signed, content=request.body)
+            assert other.status_code == 403
+            assert other.headers["x-amzn-errortype"].startswith("InvalidSignatureException:")
+            assert other.json()["message"].startswith("The request signature we calculated does not match")
+        assert up.errors == []

@@ -126,7 +126,7 @@ def test_chat_request_mapping():
         "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse",
         False,
     )
-    assert req.headers == [("Content-Type", "application/json"), ("Accept", "application/json")]
+    assert req.headers == [("Content-Type", "application/json")]
     assert sent(req) == {
         "messages": [
             {
@@ -171,11 +171,7 @@ def test_stream_request_path_accept_and_undecoded_call():
         chat({"messages": [user("hi")], "stop": ["a", "b"], "max_tokens": 5}, stream=True, decoded=False)
     )
     assert req.path == "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream" and req.stream
-    assert req.headers == [
-        ("Content-Type", "application/json"),
-        ("Accept", "application/vnd.amazon.eventstream"),
-        ("X-Trace", "t1"),
-    ]
+    assert req.headers == [("Content-Type", "application/json"), ("X-Trace", "t1")]
     assert sent(req) == {
         "messages": [{"role": "user", "content": [{"text": "hi"}]}],
         "inferenceConfig": {"maxTokens": 5, "stopSequences": ["a", "b"]},
@@ -444,7 +440,7 @@ def test_authorize_signs_with_sigv4_verified_by_botocore():
     headers, req, url = signed(bedrock(session_token="session-token-1"))
     assert headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDTEST/")
     assert (
-        "/us-east-1/bedrock/aws4_request, SignedHeaders=accept;content-type;host;x-amz-content-sha256;"
+        "/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;"
         in (headers["authorization"])
     )
     assert headers["x-amz-security-token"] == "session-token-1"
@@ -466,7 +462,7 @@ def test_authorize_without_session_token_and_with_api_key():
     headers, _, _ = signed(bedrock())
     assert (
         "x-amz-security-token" not in headers
-        and "SignedHeaders=accept;content-type;host;x-amz-content-sha256;x-amz-date," in (headers["authorization"])
+        and "SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date," in (headers["authorization"])
     )
     provider = bedrock(api_key="bedrock-api-key-1", access_key_id=None, secret_access_key=None)
     req = provider.chat_request(chat({"messages": [user()]}))
