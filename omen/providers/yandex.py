@@ -54,8 +54,7 @@ from omen.providers.yandex_protocol import (
     upstream_error,
 )
 from omen.providers.yandex_request import chat_body, completion_body, decoded, emulated_tools, stop_list
-from omen.providers.yandex_stream import YandexStream, first_stop, native_calls
-from omen.providers.yandex_tools import openai_calls, parse_answer
+from omen.providers.yandex_stream import YandexStream, complete_answer, first_stop
 
 COMPLETION_PATH = "/foundationModels/v1/completion"
 EMBEDDING_PATH = "/foundationModels/v1/textEmbedding"
@@ -126,21 +125,12 @@ class YandexProvider:
             raise invalid_upstream_body(self.id, "a response without alternatives", body)
         return result
 
-    def _answer(
-        self, alt: Alternative, stops: list[str], tools: frozenset[str] | None, single: bool
-    ) -> tuple[str, list[dict[str, Any]], str]:
-        """``(text, tool_calls, finish_reason)`` of a complete alternative."""
+    @staticmethod
+    def _stopped(alt: Alternative, stops: list[str]) -> tuple[str, str]:
+        """The alternative's text and finish reason, cut at the first stop sequence."""
         text, reason = alt.text, FINISH_REASONS.get(alt.status_name, "stop")
         cut = first_stop(text, stops) if stops else -1
-        if cut != -1:
-            text, reason = text[:cut], "stop"
-        calls = native_calls(alt.calls(), self._new_id)
-        if tools is not None and not calls:
-            parsed = parse_answer(text, tools)
-            if parsed is not None:
-                text, found = parsed
-                calls = openai_calls(found[:1] if single else found, self._new_id)
-        return text, calls, "tool_calls" if calls else reason
+        return (text[:cut], "stop") if cut != -1 else (text, reason)
 
     # -- chat --
 
@@ -153,9 +143,10 @@ class YandexProvider:
         result = self._decode(body)
         req = decoded(call, ChatCompletionRequest)
         tools = emulated_tools(req, chat_uri(call.upstream_model, self.config.folder_id))
-        text, calls, reason = self._answer(
-            result.alternatives[0], stop_list(req.stop), tools, req.parallel_tool_calls is False
-        )
+        alt = result.alternatives[0]
+        text, reason = self._stopped(alt, stop_list(req.stop))
+        single = req.parallel_tool_calls is False
+        text, calls, reason = complete_answer(text, reason, alt.calls(), tools, single, self._new_id)
         message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else ""), "refusal": None}
         if calls:
             message["tool_calls"] = calls
@@ -195,7 +186,8 @@ class YandexProvider:
     def completion_result(self, call: CompletionCall, body: bytes) -> Result:
         result = self._decode(body)
         req = decoded(call, CompletionRequest)
-        text, _, reason = self._answer(result.alternatives[0], stop_list(req.stop), None, False)
+        text, reason = self._stopped(result.alternatives[0], stop_list(req.stop))
+        reason = "stop" if reason == "tool_calls" else reason
         usage = result.usage.to_usage() if result.usage is not None else Usage()
         out = {
             "id": f"cmpl-{self._new_id()}",

@@ -322,7 +322,7 @@ def chat_body(req: ChatCompletionRequest, uri: str, stream: bool) -> dict[str, A
 def completion_body(req: CompletionRequest, uri: str, stream: bool) -> dict[str, Any]:
     """A legacy /v1/completions prompt is sent as one user message."""
     _check_sampling(req)
-    for name, value in (("suffix", req.suffix), ("echo", req.echo or None), ("logprobs", req.logprobs)):
+    for name, value in (("suffix", req.suffix), ("echo", req.echo or None), ("logprobs", req.logprobs or None)):
         if value is not None:
             raise unsupported(f"does not support '{name}'", name)
     if req.best_of not in (None, 1):

@@ -59,6 +59,28 @@ def native_calls(calls: list[Any], new_id: Callable[[], str]) -> list[dict[str, 
     return out
 
 
+def complete_answer(
+    text: str,
+    reason: str,
+    native: list[Any],
+    tools: frozenset[str] | None,
+    single_call: bool,
+    new_id: Callable[[], str],
+) -> tuple[str, list[dict[str, Any]], str]:
+    """``(content, OpenAI tool_calls, finish_reason)`` of a finished answer: native ``functionCall``s,
+    or with emulated ``tools`` the tool block parsed out of the text."""
+    calls = native_calls(native, new_id)
+    if tools is not None and not calls:
+        parsed = parse_answer(text, tools)
+        if parsed is not None:
+            text, found = parsed
+            calls = openai_calls(found[:1] if single_call else found, new_id)
+    if calls:
+        return text, calls, "tool_calls"
+    # a TOOL_CALLS status without any call would send clients looking for tool_calls that are not there
+    return text, calls, "stop" if reason == "tool_calls" else reason
+
+
 class YandexStream:
     """One streamed call. ``chat``: chat.completion.chunk deltas, else text_completion chunks.
     ``tool_names``: the offered tools when they are emulated (None: no emulation)."""
@@ -162,15 +184,10 @@ class YandexStream:
             self._text(text[:ready], out)
             return
         reason = "stop" if stopped else FINISH_REASONS.get(status, "stop")
-        calls = native_calls(alt.calls(), self._new_id) if self._chat else []
-        if self._tools is not None and not calls:
-            parsed = parse_answer(text, self._tools)
-            if parsed is not None:
-                text, found = parsed
-                calls = openai_calls(found[:1] if self._single_call else found, self._new_id)
+        native = alt.calls() if self._chat else []
+        text, calls, reason = complete_answer(text, reason, native, self._tools, self._single_call, self._new_id)
         self._text(text, out)
         if calls:
-            reason = "tool_calls"
             indexed = [{"index": i, **call} for i, call in enumerate(calls)]
             out.append(self._delta(orjson.dumps({"tool_calls": indexed})))
         self._finish(reason, out)

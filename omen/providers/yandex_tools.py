@@ -16,7 +16,7 @@ emulates tools with this protocol, so OpenAI clients still get ``tool_calls``:
    ``tool_choice`` becomes a sentence (``required``: call at least one tool; ``{"function": …}``: call
    that tool; ``none``: no tools are rendered); ``parallel_tool_calls: false`` asks for one call per
    answer (and only the first call is kept).
-2. **Parsing the answer.** The first fenced block (``` or ```json) whose body is such an object — or an
+2. **Parsing the answer.** The first fenced block (with or without a ``json`` tag) whose body is such an object — or an
    answer that is only that object, unfenced — becomes OpenAI ``tool_calls`` (ids ``call_<random>``,
    ``arguments`` re-encoded as a JSON string) with ``finish_reason: "tool_calls"``; text around the block
    is the message ``content``. A single ``{"name", "arguments"}`` object is accepted too. A block naming
@@ -30,8 +30,8 @@ emulates tools with this protocol, so OpenAI clients still get ``tool_calls``:
        ```
 
 4. **Streams.** Text is relayed as it arrives, except from the point where a tool block may start (a
-   fence whose body starts with ``{`` or is not visible yet, an answer starting with ``{``, a trailing
-   ````` or ``````): that part is held until it is known to be ordinary text, and a tool block is sent
+   fence whose body starts with ``{`` or is not visible yet, an answer starting with ``{``, one or two
+   backticks at the very end): that part is held until it is known to be ordinary text, and a tool block is sent
    as ``tool_calls`` deltas when the answer is complete.
 """
 

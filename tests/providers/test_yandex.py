@@ -498,7 +498,7 @@ def test_chat_result_text_and_usage():
         ("ALTERNATIVE_STATUS_FINAL", "stop"),
         ("ALTERNATIVE_STATUS_TRUNCATED_FINAL", "length"),
         ("ALTERNATIVE_STATUS_CONTENT_FILTER", "content_filter"),
-        ("ALTERNATIVE_STATUS_TOOL_CALLS", "tool_calls"),
+        ("ALTERNATIVE_STATUS_TOOL_CALLS", "stop"),  # the status without any call: no tool_calls to look for
         ("ALTERNATIVE_STATUS_UNSPECIFIED", "stop"),
         (2, "length"),  # proto3 JSON parsers also accept enum numbers
         (4, "content_filter"),
