@@ -162,7 +162,7 @@ class _Messages:
             self.out.append({"role": "assistant", "content": content})
             return i + 1
         if len(calls) == 1:
-            param = f"messages[{i}].{'tool_calls[0]' if msg.tool_calls else 'function_call'}.arguments"
+            param = f"messages[{i}].{'tool_calls[0].function' if msg.tool_calls else 'function_call'}.arguments"
             self.out.append(_call(calls[0][0], calls[0][1], param, content))
             return i + 1
         # GigaChat takes one function call per assistant turn: replay parallel calls one by one, each

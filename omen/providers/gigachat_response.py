@@ -210,12 +210,12 @@ def chat_completion(
 
 
 class _ChoiceState:
-    __slots__ = ("finished", "state_id", "stop", "tool_calls")
+    __slots__ = ("call", "finished", "state_id", "stop")
 
     def __init__(self, stops: tuple[str, ...]) -> None:
         self.finished = False
         self.stop = StopFilter(stops) if stops else None
-        self.tool_calls = 0  # running index: OpenAI clients merge tool-call deltas by index
+        self.call: _FunctionCall | None = None  # sent with the choice's finish
         self.state_id: str | None = None
 
 
@@ -300,8 +300,10 @@ class GigaChatChatStream:
 
     def _done(self, out: list[StreamEvent]) -> None:
         for index, state in self._choices.items():
-            if state.stop is not None and not state.finished:
-                self._content(index, state.stop.flush(), out)
+            if not state.finished:  # no finish_reason came: release what was held back
+                if state.stop is not None:
+                    self._content(index, state.stop.flush(), out)
+                self._call(index, state, out)
         if self._usage is not None:
             if self.include_usage:
                 out.append(Chunk(self._head + b'[],"usage":' + orjson.dumps(self._usage.to_openai()) + b"}"))
@@ -317,6 +319,18 @@ class GigaChatChatStream:
     def _content(self, index: int, text: str, out: list[StreamEvent]) -> None:
         if text:
             out.append(self._chunk(index, orjson.dumps({"content": text})))
+
+    def _call(self, index: int, state: _ChoiceState, out: list[StreamEvent]) -> None:
+        """The choice's function call as one OpenAI delta: all of it, at tool-call index 0 (one per turn)."""
+        fc, state.call = state.call, None
+        if fc is None:
+            return
+        call = {"name": fc.name, "arguments": arguments_text(fc.arguments)}
+        if self._mode.legacy_functions:
+            out.append(self._chunk(index, orjson.dumps({"function_call": call})))
+            return
+        tool = {"index": 0, "id": tool_call_id(state.state_id, self._new_id), "type": "function", "function": call}
+        out.append(self._chunk(index, orjson.dumps({"tool_calls": [tool]})))
 
     def _choice(self, choice: _Choice, out: list[StreamEvent]) -> None:
         index = choice.index
@@ -340,24 +354,14 @@ class GigaChatChatStream:
                     state.finished = True
                     out.append(self._chunk(index, b"{}", b'"stop"'))
                     return
-        fc = delta.function_call
-        if fc is not None:
-            call = {"name": fc.name, "arguments": arguments_text(fc.arguments)}
-            if self._mode.legacy_functions:
-                out.append(self._chunk(index, orjson.dumps({"function_call": call})))
-            else:
-                # GigaChat sends a call whole, never as argument fragments: one delta carries it all
-                tool = {
-                    "index": state.tool_calls,
-                    "id": tool_call_id(state.state_id, self._new_id),
-                    "type": "function",
-                    "function": call,
-                }
-                state.tool_calls += 1
-                out.append(self._chunk(index, orjson.dumps({"tool_calls": [tool]})))
+        if delta.function_call is not None:
+            # GigaChat sends a call whole (arguments are an object, never fragments), in the delta that
+            # finishes the choice; were it ever repeated, the last snapshot is the call
+            state.call = delta.function_call
         if choice.finish_reason is not None:
             if state.stop is not None:
                 self._content(index, state.stop.flush(), out)
+            self._call(index, state, out)
             state.finished = True
             reason = finish_reason(choice.finish_reason, self._mode)
             out.append(self._chunk(index, b"{}", b'"' + reason.encode() + b'"'))

@@ -357,7 +357,7 @@ NOPE = {"name": "nope"}
         ({"messages": [{"role": "tool", "tool_call_id": "zz", "content": "x"}]}, "messages[0].tool_call_id", "'zz'"),
         ({"messages": [{"role": "assistant", "tool_calls": [
             {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]}]},
-         "messages[0].tool_calls[0].arguments", "JSON object"),
+         "messages[0].tool_calls[0].function.arguments", "JSON object"),
     ],
 )  # fmt: skip
 def test_request_errors(body, param, fragment):
@@ -748,3 +748,17 @@ def test_errors(status, body, want):
     assert message in err.message
     if status == 401:
         assert err.message == "Upstream provider 'gigachat' refused OMEN's access token: Token has expired"
+
+
+def test_chat_stream_function_call_snapshots_and_missing_finish():
+    snapshot = b'data: {"choices":[{"delta":{"function_call":{"name":"fc","arguments":%b}},"index":0}]}\n\n'
+    data = snapshot % b"{}" + snapshot % b'{"n":1}' + b"data: [DONE]\n\n"
+    events = run(chat_stream(), [data])
+    assert events == [
+        delta(b'{"role":"assistant","content":""}'),
+        delta(
+            b'{"tool_calls":[{"index":0,"id":"call_id1","type":"function",'
+            b'"function":{"name":"fc","arguments":"{\\"n\\":1}"}}]}'
+        ),
+        StreamEnd(),
+    ]
