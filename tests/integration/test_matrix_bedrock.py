@@ -22,6 +22,9 @@ from omen.providers.bedrock import BedrockProvider
 from tests.conftest import running_omen
 from tests.fakes import Fault, open_fake_upstream
 from tests.fakes import bedrock_wire as wire
+from tests.media.image_server import JPEG as IMAGE_JPEG
+from tests.media.image_server import PNG as IMAGE_PNG
+from tests.media.image_server import open_image_server
 
 TOKEN = "matrix-session-token-0001"
 KEY = wire.credential(token=TOKEN)
@@ -73,10 +76,16 @@ def provider_config(up: Any, **overrides: Any) -> dict[str, Any]:
 
 @asynccontextmanager
 async def omen_with_bedrock(
-    tmp_path: Any, *, key: str = KEY, provider: dict[str, Any] | None = None, **options: Any
+    tmp_path: Any,
+    *,
+    key: str = KEY,
+    provider: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    **options: Any,
 ) -> AsyncIterator[Matrix]:
     async with open_fake_upstream("bedrock", api_key=key, **options) as up:
         cfg = {
+            **(extra or {}),
             "providers": {"aws": provider_config(up, **(provider or {}))},
             "models": {
                 "claude": {"provider": "aws", "model": MODEL},
@@ -324,6 +333,37 @@ async def test_matrix_image(tmp_path) -> None:
         with pytest.raises(openai.BadRequestError) as exc:
             bad = [{"type": "image_url", "image_url": {"url": "data:image/bmp;base64,Qk0="}}]
             await m.client.chat.completions.create(model="claude", messages=[{"role": "user", "content": bad}])
+        assert exc.value.body["param"] == "messages[0].content[0].image_url.url"
+
+
+def images_config(images: Any) -> dict[str, Any]:
+    return {"images": {"allow_hosts": [images.origin]}}  # the image server is on 127.0.0.1
+
+
+async def test_matrix_image_url(tmp_path) -> None:
+    """Converse takes no image URLs: the gateway fetches them (SSRF-checked) and sends the bytes."""
+    async with open_image_server() as images, omen_with_bedrock(tmp_path, extra=images_config(images)) as m:
+        content = [
+            {"type": "text", "text": "Compare"},
+            {"type": "image_url", "image_url": {"url": images.url("/cat.png")}},
+            {"type": "image_url", "image_url": {"url": images.url("/photo.jpg")}},  # served as image/png
+        ]
+        messages = [{"role": "user", "content": content}]
+        reply = await m.client.chat.completions.create(model="claude", messages=messages)
+        assert reply.choices[0].message.content == "Echo: Compare"
+        blocks = [
+            {"text": "Compare"},
+            {"image": {"format": "png", "source": {"bytes": base64.b64encode(IMAGE_PNG).decode()}}},
+            {"image": {"format": "jpeg", "source": {"bytes": base64.b64encode(IMAGE_JPEG).decode()}}},
+        ]
+        assert sent(m.up)["messages"] == [{"role": "user", "content": blocks}]
+        chunks = await collect(await m.client.chat.completions.create(model="claude", messages=messages, stream=True))
+        assert streamed_text(chunks) == "Echo: Compare"
+        assert sent(m.up, stream=True)["messages"] == [{"role": "user", "content": blocks}]
+        assert {s.path for s in images.seen} == {"/cat.png", "/photo.jpg"}
+        with pytest.raises(openai.BadRequestError) as exc:  # a page, not an image: refused before Bedrock
+            page = [{"type": "image_url", "image_url": {"url": images.url("/page.html")}}]
+            await m.client.chat.completions.create(model="claude", messages=[{"role": "user", "content": page}])
         assert exc.value.body["param"] == "messages[0].content[0].image_url.url"
 
 
