@@ -179,7 +179,7 @@ class _Messages:
             if found is None:
                 raise bad_request(
                     f"The assistant message has {len(calls)} tool calls; GigaChat takes them one per turn, so "
-                    f"each needs its tool result message right after it (none for '{call_id}').",
+                    f"each needs a tool result among the messages right after it (none answers '{call_id}').",
                     param=f"messages[{i}].tool_calls[{k}]",
                 )
             self.out.append(_call(call_id, fn, f"messages[{i}].tool_calls[{k}].function.arguments", content))
