@@ -28,7 +28,7 @@ import trio
 from omen import __version__
 from omen.config.schema import ImagesConfig
 from omen.media.images import Image, ImageError, checked, media_type, require_accepted, too_large
-from omen.media.ssrf import Refused, Resolver, normalise_allow_hosts, system_resolver, vet
+from omen.media.ssrf import Refused, Resolver, Unresolvable, normalise_allow_hosts, system_resolver, vet
 from omen.transport.h11_transport import H11Transport, _Connection, _Origin, default_ssl_context
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -142,7 +142,8 @@ class ImageFetcher:
                 await self._pin(transport, url)
                 result = await self._get(transport, url)
             except Refused as refused:
-                raise ImageError(f"{refused}{note}", "image_url_refused") from None
+                code = "image_fetch_failed" if isinstance(refused, Unresolvable) else "image_url_refused"
+                raise ImageError(f"{refused}{note}", code) from None
             except ImageError as exc:
                 raise ImageError(f"{exc.reason}{note}", exc.code) from None
             if isinstance(result, Image):
@@ -183,7 +184,7 @@ class ImageFetcher:
                 raise ImageError(f"the image server answered HTTP {status}", "image_fetch_failed")
             encoding = response.headers.get("content-encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):
-                raise ImageError(f"compressed responses ({encoding}) are not accepted", "image_fetch_failed")
+                raise ImageError(f"compressed responses ({encoding[:40]}) are not accepted", "image_fetch_failed")
             require_accepted(media_type(response.headers.get("content-type", "")), "the server's content-type")
             return checked(await self._read(response), self.policy.max_bytes)
         finally:

@@ -130,6 +130,15 @@ class Refused(Exception):
     """The URL's host may not be fetched; ``str()`` is the reason shown to the client."""
 
 
+class Unresolvable(Refused):
+    """The host name has no address (a fetch failure rather than a policy refusal)."""
+
+
+def _shown(name: str) -> str:
+    """A host name as quoted in an error: client-chosen, so bounded."""
+    return name if len(name) <= 80 else name[:77] + "..."
+
+
 def host_port(host: str, port: int) -> str:
     """``allow_hosts`` key of a URL's host: ``example.com:443``, ``[::1]:8080``."""
     host = host.lower().rstrip(".")
@@ -154,6 +163,7 @@ async def vet(host: str, port: int, allow_hosts: frozenset[str], resolver: Resol
     name = host.lower().rstrip(".")
     if name in METADATA_HOSTS:
         raise Refused(f"refused: {name} is a cloud metadata host")
+    shown = _shown(name)
     allowed = host_port(name, port) in allow_hosts
     literal = parse_ip(name)
     if literal is not None:
@@ -163,15 +173,15 @@ async def vet(host: str, port: int, allow_hosts: frozenset[str], resolver: Resol
         return [str(literal)]
     try:
         addresses = await resolver(name, port)
-    except OSError:  # socket.gaierror: no such name, resolver failure
-        raise Refused(f"cannot resolve {name}") from None
+    except (OSError, ValueError):  # gaierror (no such name), UnicodeError (an empty or over-long label)
+        raise Unresolvable(f"cannot resolve {shown}") from None
     if not addresses:
-        raise Refused(f"cannot resolve {name}")
+        raise Unresolvable(f"cannot resolve {shown}")
     for address in addresses:
         ip = parse_ip(address)
         if ip is None:
-            raise Refused(f"refused: {name} resolves to an unparsable address")
+            raise Refused(f"refused: {shown} resolves to an unparsable address")
         reason = classify(ip)
         if reason is not None and (reason.startswith(METADATA) or not allowed):
-            raise Refused(f"refused: {name} resolves to {reason} {ip}")
+            raise Refused(f"refused: {shown} resolves to {reason} {ip}")
     return addresses
