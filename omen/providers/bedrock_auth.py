@@ -79,7 +79,8 @@ def resolve_credentials(
         raise ValueError(
             f"provider '{provider_id}': no AWS credentials found; set access_key_id and secret_access_key "
             f"(or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), api_key (or {BEARER_ENV}), "
-            f"or a profile with keys in the shared credentials file (profile '{profile}' has none)"
+            f"or a profile with keys in the shared credentials or config file (profile '{profile}' has none; "
+            "SSO, assume-role and credential_process profiles are not used: they need the network at startup)"
         )
     return credentials
 

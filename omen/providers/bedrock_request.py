@@ -180,7 +180,8 @@ def conversation(messages: list[Message]) -> _Conversation:
         elif isinstance(msg, UserMessage):
             conv.add("user", _parts(msg.content, param, images=True))
         elif isinstance(msg, AssistantMessage):
-            blocks = [b for b in _parts(msg.content, param, images=False) if b["text"]] if msg.content else []
+            # Converse refuses blank text blocks; an assistant's blank text says nothing anyway
+            blocks = [b for b in _parts(msg.content, param, images=False) if b["text"].strip()] if msg.content else []
             for k, call in enumerate(msg.tool_calls or ()):
                 arg_param = f"messages[{i}].tool_calls[{k}].function.arguments"
                 blocks.append(conv.tool_use(call.id, call.function.name, call.function.arguments, arg_param))

@@ -24,10 +24,10 @@ _FINISH = {
 }
 
 
-def finish_reason(stop_reason: str | None, json_object: bool = False) -> str:
+def finish_reason(stop_reason: Any, json_object: bool = False) -> str:
     """``malformed_model_output`` / ``malformed_tool_use`` and unknown future reasons map to "stop"; a
     json_object answer arrives as a forced tool call but is plain content to the client."""
-    reason = _FINISH.get(stop_reason or "", "stop")
+    reason = _FINISH.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
     return "stop" if reason == "tool_calls" and json_object else reason
 
 

@@ -25,6 +25,15 @@ from omen.providers.upstream_errors import invalid_upstream_body, snippet
 _END = StreamEnd()
 
 
+def _text(value: Any) -> str:
+    """A header value as text: AWS sends strings, but the framing allows bytes, numbers and booleans."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return ""
+
+
 class BedrockChatStream:
     """One ConverseStream response; any split of its bytes gives the same events."""
 
@@ -100,15 +109,15 @@ class BedrockChatStream:
 
     def _message(self, message: EventStreamMessage, out: list[StreamEvent]) -> None:
         headers = message.headers
-        kind = headers.get(":message-type")
+        kind = _text(headers.get(":message-type"))
         if kind == "exception":
-            name = exception_name(headers.get(":exception-type"))
+            name = exception_name(_text(headers.get(":exception-type")))
             fields = self._payload(message.payload, out, strict=False) or {}
             text = fields.get("message") or fields.get("Message")
             self._fail(aws_error(self.provider, 502, name, text if isinstance(text, str) else None), out)
         elif kind == "error":
-            code = headers.get(":error-code") or "error"
-            text = headers.get(":error-message") or ""
+            code = _text(headers.get(":error-code")) or "error"
+            text = _text(headers.get(":error-message"))
             error = OmenError(
                 502,
                 f"Upstream provider '{self.provider}' reported {code}: {text}",
@@ -119,7 +128,7 @@ class BedrockChatStream:
         elif kind == "event":
             payload = self._payload(message.payload, out)
             if payload is not None:
-                self._event(headers.get(":event-type"), payload, out)
+                self._event(_text(headers.get(":event-type")), payload, out)
 
     def _payload(self, payload: bytes, out: list[StreamEvent], strict: bool = True) -> dict[str, Any] | None:
         try:
@@ -133,10 +142,13 @@ class BedrockChatStream:
         return None
 
     def _event(self, event: Any, payload: dict[str, Any], out: list[StreamEvent]) -> None:
+        index = payload.get("contentBlockIndex", 0)
+        if not isinstance(index, int):
+            index = -1  # not a block anything can refer to
         if event == "contentBlockDelta":
-            self._delta(payload.get("contentBlockIndex", 0), payload.get("delta"), out)
+            self._delta(index, payload.get("delta"), out)
         elif event == "contentBlockStart":
-            self._block_start(payload.get("contentBlockIndex", 0), payload.get("start"), out)
+            self._block_start(index, payload.get("start"), out)
         elif event == "messageStart":
             self._start(out)
         elif event == "messageStop":
@@ -155,7 +167,7 @@ class BedrockChatStream:
             self._maybe_end(out)
         # contentBlockStop and event types added later carry nothing a chat chunk needs
 
-    def _block_start(self, index: Any, start: Any, out: list[StreamEvent]) -> None:
+    def _block_start(self, index: int, start: Any, out: list[StreamEvent]) -> None:
         use = start.get("toolUse") if isinstance(start, dict) else None
         if not isinstance(use, dict):
             return
@@ -169,7 +181,7 @@ class BedrockChatStream:
         call["function"] = {"name": name, "arguments": ""}
         out.append(self._delta_chunk({"tool_calls": [call]}))
 
-    def _delta(self, index: Any, delta: Any, out: list[StreamEvent]) -> None:
+    def _delta(self, index: int, delta: Any, out: list[StreamEvent]) -> None:
         if not isinstance(delta, dict):
             return
         self._start(out)

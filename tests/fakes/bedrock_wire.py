@@ -87,14 +87,15 @@ _MESSAGES = {
 # ---- event-stream encoding -----------------------------------------------------------------------------
 
 
-def _header(name: str, value: str) -> bytes:
-    raw_name, raw_value = name.encode(), value.encode()
-    return bytes([len(raw_name)]) + raw_name + b"\x07" + struct.pack(">H", len(raw_value)) + raw_value  # 7: string
+def _header(name: str, value: str | bytes) -> bytes:
+    raw_name = name.encode()
+    kind, raw_value = (b"\x06", value) if isinstance(value, bytes) else (b"\x07", value.encode())  # bytes, string
+    return bytes([len(raw_name)]) + raw_name + kind + struct.pack(">H", len(raw_value)) + raw_value
 
 
-def frame(headers: list[tuple[str, str]], payload: bytes) -> bytes:
-    """One event-stream message: prelude (total length, headers length, CRC32 of both), string headers,
-    payload, CRC32 of everything before it."""
+def frame(headers: list[tuple[str, str | bytes]], payload: bytes) -> bytes:
+    """One event-stream message: prelude (total length, headers length, CRC32 of both), string (or byte
+    array) headers, payload, CRC32 of everything before it."""
     encoded = b"".join(_header(n, v) for n, v in headers)
     prelude = struct.pack(">II", 16 + len(encoded) + len(payload), len(encoded))
     message = prelude + struct.pack(">I", zlib.crc32(prelude)) + encoded + payload

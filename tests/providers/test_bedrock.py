@@ -864,6 +864,30 @@ def test_chat_stream_truncated_corrupt_and_invalid():
     assert run(sample_stream(), [SAMPLE[-2], usage])[-1][:3] == ("error", 502, "upstream_invalid_response")
 
 
+def test_chat_stream_survives_odd_json_and_header_types():
+    frames = [
+        wire.frame([(":message-type", b"event"), (":event-type", b"messageStart")], b'{"role":"assistant"}'),
+        ev("contentBlockStart", {"contentBlockIndex": [1], "start": {"toolUse": {"name": "f", "toolUseId": "t"}}}),
+        ev("contentBlockDelta", {"contentBlockIndex": {"x": 1}, "delta": {"text": "hi"}}),
+        ev("contentBlockDelta", {"contentBlockIndex": 0, "delta": "text"}),
+        ev("messageStop", {"stopReason": ["end_turn"]}),
+        ev("metadata", {"usage": None}),
+    ]
+    events = run(sample_stream(), [b"".join(frames)])
+    assert events == [
+        chunk(b'{"role":"assistant","content":""}'),
+        chunk(b'{"tool_calls":[{"index":0,"id":"t","type":"function","function":{"name":"f","arguments":""}}]}'),
+        chunk(b'{"content":"hi"}'),
+        chunk(b"{}", b'"stop"'),
+        StreamUsage(Usage()),
+        StreamEnd(),
+    ]
+    exception = wire.frame(
+        [(":message-type", b"exception"), (":exception-type", b"throttlingException")], b'["not an object"]'
+    )
+    assert run(sample_stream(), [exception])[0][:3] == ("error", 429, "rate_limit_exceeded")
+
+
 def test_chat_stream_ignores_input_after_the_end_and_unknown_events():
     extra = ev("futureEvent", {"x": 1}) + ev("contentBlockStop", {"contentBlockIndex": 0})
     frames = [SAMPLE[0], extra, *SAMPLE[1:3], struct.pack(">I", 0)]  # junk after the end is never parsed
