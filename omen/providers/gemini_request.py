@@ -146,13 +146,15 @@ def _file(part: FilePart, param: str) -> dict[str, Any]:
 
 
 def _user_parts(msg: UserMessage, i: int) -> list[dict[str, Any]]:
+    # empty text is left out: Gemini refuses "an empty text parameter"
     if isinstance(msg.content, str):
-        return [{"text": msg.content}]
+        return [{"text": msg.content}] if msg.content else []
     parts: list[dict[str, Any]] = []
     for j, part in enumerate(msg.content):
         param = f"messages[{i}].content[{j}]"
         if isinstance(part, TextPart):
-            parts.append({"text": part.text})
+            if part.text:
+                parts.append({"text": part.text})
         elif isinstance(part, ImagePart):
             parts.append(_image(part.image_url.url, f"{param}.image_url.url"))
         elif isinstance(part, AudioPart):
@@ -320,7 +322,7 @@ def tools_and_config(req: ChatCompletionRequest) -> tuple[list[dict[str, Any]], 
     elif isinstance(choice, dict):
         name = _forced_name(choice, param)
         if name not in names:
-            raise bad_request(f"tool_choice names the function '{name}', which is not in 'tools'.", param=param)
+            raise bad_request(f"{param} names the function '{name}', which is not in 'tools'.", param=param)
         mode, allowed = "ANY", [name]
     else:
         raise bad_request(

@@ -253,7 +253,7 @@ def check_schema(schema: Any, where: str) -> None:
     for key, value in schema.items():
         if key not in _SCHEMA_KEYS:
             raise _unknown_field(key, where)
-        if key == "type" and value not in _SCHEMA_TYPES:
+        if key == "type" and (not isinstance(value, str) or value.upper() not in _SCHEMA_TYPES):
             raise _fail(
                 400,
                 f"Invalid JSON payload received. Invalid value at '{where}.type' "
@@ -271,7 +271,8 @@ def check_schema(schema: Any, where: str) -> None:
     for name in schema.get("required") or ():
         if not isinstance(props, dict) or name not in props:
             raise _fail(400, f"* GenerateContentRequest.{where}.required[{name}]: property is not defined")
-    if schema.get("type") == "OBJECT" and isinstance(props, dict) and not props and where.endswith("parameters"):
+    is_object = str(schema.get("type", "")).upper() == "OBJECT"
+    if is_object and isinstance(props, dict) and not props and where.endswith("parameters"):
         raise _fail(400, f"* GenerateContentRequest.{where}.properties: should be non-empty for OBJECT type")
 
 
@@ -283,6 +284,12 @@ def _check_part(part: Any, where: str) -> None:
     for key in part:
         if key not in _PART_KEYS:
             raise _unknown_field(key, where)
+    if part.get("text") == "":
+        raise _fail(
+            400,
+            "Unable to submit request because it has an empty text parameter. Add a value to the parameter and try "
+            "again.",
+        )
     if "inlineData" in part:
         blob = part["inlineData"]
         if (
@@ -378,7 +385,7 @@ def _prompt(contents: list[dict[str, Any]]) -> tuple[str, bool]:
 
 def _sample(schema: dict[str, Any], text: str) -> Any:
     """A value that satisfies a (Gemini) response schema, for JSON mode with a schema."""
-    kind = schema.get("type")
+    kind = str(schema.get("type", "")).upper()
     if "anyOf" in schema:
         return _sample(schema["anyOf"][0], text)
     if kind == "OBJECT":

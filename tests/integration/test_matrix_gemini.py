@@ -630,3 +630,30 @@ async def test_matrix_models(tmp_path) -> None:
                 await trio.sleep(0.02)
         assert {"gemini/gemini-2.5-flash", "gemini/gemini-2.5-pro", "gemini/gemini-embedding-001"} <= ids
         assert "gemini/imagen-4.0-generate-001" not in ids  # predict-only: not reachable through OMEN
+
+
+async def test_matrix_fake_refuses_what_gemini_refuses() -> None:
+    """The fake is as strict as Gemini, so the translation checked above cannot pass by leniency."""
+    user = [{"role": "user", "parts": [{"text": "x"}]}]
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": False}
+    cases = [
+        (
+            {"contents": user, "tools": [{"functionDeclarations": [{"name": "f", "parameters": schema}]}]},
+            400,
+            'Unknown name "additionalProperties"',
+        ),
+        ({"contents": [{"role": "assistant", "parts": [{"text": "x"}]}]}, 400, "valid role"),
+        ({"contents": user, "generation_config": {}}, 400, 'Unknown name "generation_config"'),
+        ({"contents": [{"role": "user", "parts": [{"text": ""}]}]}, 400, "empty text parameter"),
+        (
+            {"contents": [{"role": "model", "parts": [{"functionCall": {"name": "f"}, "thoughtSignature": "AAAA"}]}]},
+            400,
+            "Corrupted thought signature",
+        ),
+    ]
+    async with open_fake_upstream("gemini", api_key=KEY) as up, httpx.AsyncClient(base_url=up.base_url) as http:
+        for body, status, fragment in cases:
+            response = await http.post(GEN, json=body, headers={"x-goog-api-key": KEY})
+            assert response.status_code == status and fragment in response.json()["error"]["message"], body
+        response = await http.post(GEN, json={"contents": user})
+        assert (response.status_code, response.json()["error"]["status"]) == (403, "PERMISSION_DENIED")

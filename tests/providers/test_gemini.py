@@ -252,6 +252,15 @@ def test_headers_base_url_and_versions():
     assert GeminiProvider.inline_images is True and gemini().type == "gemini"
 
 
+def test_empty_user_text_is_left_out():
+    messages = [
+        {"role": "user", "content": ""},
+        {"role": "user", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "hi"}]},
+    ]
+    assert body_of({"messages": messages})["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
+    bad({"messages": [{"role": "user", "content": ""}]}, "messages", "at least one user or assistant")
+
+
 @pytest.mark.parametrize(
     ("model", "path"),
     [
