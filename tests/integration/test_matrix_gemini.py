@@ -17,6 +17,9 @@ import trio
 from tests.conftest import RunningOmen, running_omen
 from tests.fakes import FakeUpstream, open_fake_upstream
 from tests.fakes.gemini_wire import signature
+from tests.media.image_server import JPEG as IMAGE_JPEG
+from tests.media.image_server import PNG as IMAGE_PNG
+from tests.media.image_server import open_image_server
 
 KEY = "AIza-fake-gemini-key"
 MODEL = "gemini/gemini-2.5-flash"
@@ -57,10 +60,13 @@ TIME_DECLARATION = {"name": "get_time", "parameters": {"type": "OBJECT", "proper
 
 @asynccontextmanager
 async def gemini_omen(
-    tmp_path: Any, key: str = KEY, discover: bool = False, **options: Any
+    tmp_path: Any, key: str = KEY, discover: bool = False, extra: dict[str, Any] | None = None, **options: Any
 ) -> AsyncIterator[tuple[FakeUpstream, RunningOmen, openai.AsyncOpenAI]]:
     async with open_fake_upstream("gemini", api_key=KEY, **options) as up:
-        cfg = {"providers": {"gemini": {"api_key": key, "base_url": up.base_url, "discover_models": discover}}}
+        cfg = {
+            "providers": {"gemini": {"api_key": key, "base_url": up.base_url, "discover_models": discover}},
+            **(extra or {}),
+        }
         async with running_omen(cfg, tmp_path=tmp_path) as omen:
             client = openai.AsyncOpenAI(base_url=omen.v1, api_key="omen-client", max_retries=0)
             try:
@@ -318,6 +324,37 @@ async def test_matrix_image(tmp_path) -> None:
         with pytest.raises(openai.BadRequestError) as exc:
             await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": bad}])
         assert exc.value.param == "messages[0].content[0].image_url.url" and "image/svg+xml" in exc.value.message
+
+
+async def test_matrix_image_url(tmp_path) -> None:
+    """Gemini takes no arbitrary image URLs: the gateway fetches them (SSRF-checked) into inlineData."""
+    async with open_image_server() as images:
+        extra = {"images": {"allow_hosts": [images.origin]}}  # the image server is on 127.0.0.1
+        async with gemini_omen(tmp_path, extra=extra) as (up, _, client):
+            content = [
+                {"type": "text", "text": "Compare"},
+                {"type": "image_url", "image_url": {"url": images.url("/cat.png")}},
+                {"type": "image_url", "image_url": {"url": images.url("/photo.jpg")}},  # JPEG labelled image/png
+            ]
+            messages = [{"role": "user", "content": content}]
+            answer = await client.chat.completions.create(model=MODEL, messages=messages)
+            assert answer.choices[0].message.content == "Echo: Compare [image/png] [image/jpeg]"
+            parts = [
+                {"text": "Compare"},
+                {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(IMAGE_PNG).decode()}},
+                {"inlineData": {"mimeType": "image/jpeg", "data": base64.b64encode(IMAGE_JPEG).decode()}},
+            ]
+            assert_sent(up, GEN, {"contents": [{"role": "user", "parts": parts}]})
+            text, _, _, _, _ = await collect(
+                await client.chat.completions.create(model=MODEL, messages=messages, stream=True)
+            )
+            assert text == "Echo: Compare [image/png] [image/jpeg]"
+            assert_sent(up, STREAM, {"contents": [{"role": "user", "parts": parts}]}, stream=True)
+            count = up.request_count
+            page = [{"type": "image_url", "image_url": {"url": images.url("/page.html")}}]
+            with pytest.raises(openai.BadRequestError) as exc:  # not an image: refused before Gemini
+                await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": page}])
+            assert exc.value.param == "messages[0].content[0].image_url.url" and up.request_count == count
 
 
 async def test_matrix_json_mode(tmp_path) -> None:
