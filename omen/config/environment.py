@@ -64,7 +64,12 @@ PROVIDER_ENV_DEFAULTS: dict[str, dict[str, tuple[str, ...]]] = {
 def fill_provider_defaults(ptype: str, section: dict[str, Any], env: Mapping[str, str]) -> None:
     """Fill keys a ``[providers.x]`` section leaves out from the type's usual environment variables,
     as ``env:NAME`` references (so the value is still treated and masked as a secret)."""
+    # An explicit profile (or explicit keys) names the AWS identity: do not mix in AWS_* keys from the
+    # environment, which would otherwise take precedence over the profile.
+    aws_identity = ptype == "bedrock" and any(section.get(k) for k in ("profile", "access_key_id", "api_key"))
     for key, names in PROVIDER_ENV_DEFAULTS.get(ptype, {}).items():
+        if aws_identity and key in ("access_key_id", "secret_access_key", "session_token", "profile"):
+            continue
         if section.get(key) is None:
             for name in names:
                 if env.get(name):

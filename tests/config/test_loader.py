@@ -142,3 +142,52 @@ def test_check_config_cli(tmp_path: Path) -> None:
     assert failed.returncode != 0
     assert "providers.openai.api_key (line 2)" in failed.stderr
     assert "models.x.provider (line 4)" in failed.stderr
+
+
+def test_provider_credentials_from_the_usual_environment(tmp_path) -> None:
+    path = tmp_path / "omen.toml"
+    path.write_text(
+        '[providers.anthropic]\n[providers.gemini]\n[providers.bedrock]\nregion = "eu-west-1"\n'
+        '[providers.aws-profile]\ntype = "bedrock"\nregion = "eu-west-1"\nprofile = "dev"\n'
+    )
+    env = {
+        "ANTHROPIC_API_KEY": "sk-ant",
+        "GOOGLE_API_KEY": "g-key",
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+    }
+    providers = load_config(str(path), env=env).config.providers
+    assert providers["anthropic"].api_key == "sk-ant"
+    assert providers["gemini"].api_key == "g-key"
+    assert (providers["bedrock"].access_key_id, providers["bedrock"].secret_access_key) == ("AKIDEXAMPLE", "secret")
+    # an explicit profile is not overridden by AWS_* keys from the environment
+    assert providers["aws-profile"].access_key_id is None and providers["aws-profile"].profile == "dev"
+
+
+def test_missing_provider_credentials_name_the_variable(tmp_path) -> None:
+    path = tmp_path / "omen.toml"
+    path.write_text('[providers.anthropic]\n[providers.yandex]\napi_key = "k"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), env={})
+    text = str(info.value)
+    assert "provider type 'anthropic' needs 'api_key' (or set ANTHROPIC_API_KEY)" in text
+    assert "provider type 'yandex' needs 'folder_id' (or set YC_FOLDER_ID / YANDEX_FOLDER_ID)" in text
+
+
+def test_native_providers_detected_from_environment(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./omen.toml
+    env = {
+        "ANTHROPIC_API_KEY": "sk-ant",
+        "GEMINI_API_KEY": "g-key",
+        "GIGACHAT_CREDENTIALS": "Z2lnYQ==",
+        "YC_API_KEY": "yc-key",
+        "YC_FOLDER_ID": "b1g",
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",  # not enough on its own: many tools set these
+        "AWS_REGION": "us-east-1",
+    }
+    loaded = load_config(None, env=env)
+    providers = loaded.config.providers
+    assert sorted(loaded.detected) == ["anthropic", "gemini", "gigachat", "yandex"]
+    assert providers["gemini"].api_key == "g-key" and providers["gigachat"].credentials == "Z2lnYQ=="
+    assert (providers["yandex"].api_key, providers["yandex"].folder_id) == ("yc-key", "b1g")
+    assert "bedrock" not in providers
