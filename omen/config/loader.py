@@ -18,7 +18,16 @@ from typing import Any
 import msgspec
 
 from omen.config import environment, secrets
-from omen.config.schema import AuthConfig, ImagesConfig, ModelConfig, OmenConfig, ProviderConfig, ServerConfig
+from omen.config.schema import (
+    STRATEGIES,
+    AuthConfig,
+    ImagesConfig,
+    ModelConfig,
+    OmenConfig,
+    ProviderConfig,
+    RoutingConfig,
+    ServerConfig,
+)
 
 DEMO_MODEL = "omen-demo"
 DEMO_PROVIDER = "demo"
@@ -143,7 +152,7 @@ def _validate(tree: dict[str, Any], issues: list[ConfigIssue], locator: _LineLoc
             issues.append(_issue_from_validation(str(exc), path, locator))
             return None
 
-    known_sections = {"server", "auth", "providers", "models", "aliases", "images", "demo"}
+    known_sections = {"server", "auth", "providers", "models", "aliases", "images", "routing", "demo"}
     for key in tree:
         if key not in known_sections:
             issues.append(
@@ -199,16 +208,29 @@ def _validate(tree: dict[str, Any], issues: list[ConfigIssue], locator: _LineLoc
         mcfg = convert(mtree, ModelConfig, f"models.{mid}")
         if mcfg is None:
             continue
-        known = mcfg.provider in providers or mcfg.provider == DEMO_PROVIDER
-        # a provider that failed its own validation already has an issue; don't report it twice
-        if not known and f"providers.{mcfg.provider}" not in {i.path for i in issues}:
+        if (mcfg.provider is None) == (not mcfg.deployments):
             issues.append(
                 ConfigIssue(
-                    f"models.{mid}.provider",
-                    f"no provider '{mcfg.provider}' is configured",
-                    locator.line(f"models.{mid}.provider"),
+                    f"models.{mid}",
+                    "give either 'provider' (one deployment) or 'deployments' (a model group), not both",
+                    locator.line(f"models.{mid}"),
                 )
             )
+        if mcfg.strategy not in STRATEGIES:
+            issues.append(
+                ConfigIssue(
+                    f"models.{mid}.strategy",
+                    f"unknown strategy '{mcfg.strategy}'; expected one of {', '.join(STRATEGIES)}",
+                    locator.line(f"models.{mid}.strategy"),
+                )
+            )
+        targets = [(f"models.{mid}.provider", mcfg.provider)] if mcfg.provider is not None else []
+        targets += [(f"models.{mid}.deployments[{i}].provider", d.provider) for i, d in enumerate(mcfg.deployments)]
+        for path, provider in targets:
+            known = provider in providers or provider == DEMO_PROVIDER
+            # a provider that failed its own validation already has an issue; don't report it twice
+            if not known and f"providers.{provider}" not in {i.path for i in issues}:
+                issues.append(ConfigIssue(path, f"no provider '{provider}' is configured", locator.line(path)))
         _check_capabilities(mid, mcfg, issues, locator)
         models[mid] = mcfg
 
@@ -242,6 +264,20 @@ def _validate(tree: dict[str, Any], issues: list[ConfigIssue], locator: _LineLoc
             )
         names.add(alias)
 
+    routing = convert(tree.get("routing", {}), RoutingConfig, "routing") or RoutingConfig()
+    known_models = names | {DEMO_MODEL}
+    for mid, mcfg in models.items():
+        for key in ("fallbacks", "context_window_fallbacks", "content_filter_fallbacks"):
+            for i, target in enumerate(getattr(mcfg, key)):
+                if target not in known_models:
+                    path = f"models.{mid}.{key}[{i}]"
+                    issues.append(ConfigIssue(path, f"'{target}' is not a configured model", locator.line(path)))
+    for intent in ("code", "reasoning", "vision", "tools", "long", "chat", "default"):
+        target = getattr(routing.auto, intent)
+        if target is not None and target not in known_models:
+            path = f"routing.auto.{intent}"
+            issues.append(ConfigIssue(path, f"'{target}' is not a configured model", locator.line(path)))
+
     demo = tree.get("demo")
     if demo is not None and not isinstance(demo, bool):
         issues.append(ConfigIssue("demo", "expected true or false", locator.line("demo")))
@@ -267,7 +303,14 @@ def _validate(tree: dict[str, Any], issues: list[ConfigIssue], locator: _LineLoc
         issues.append(ConfigIssue("server.workers", "must be at least 1", locator.line("server.workers")))
 
     return OmenConfig(
-        server=server, auth=auth, providers=providers, models=models, aliases=aliases, images=images, demo=demo
+        server=server,
+        auth=auth,
+        providers=providers,
+        models=models,
+        aliases=aliases,
+        images=images,
+        routing=routing,
+        demo=demo,
     )
 
 

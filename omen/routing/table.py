@@ -39,7 +39,11 @@ class ModelTable:
     def from_config(cls, config: OmenConfig, demo_enabled: bool) -> ModelTable:
         table = cls(provider_types={pid: p.type or pid for pid, p in config.providers.items()})
         for mid, m in config.models.items():
-            route = Route(mid, m.provider, m.model or mid, "model")
+            if m.provider is not None:
+                route = Route(mid, m.provider, m.model or mid, "model")
+            else:  # a model group: its first deployment of the first tier (omen/routing/router.py chooses)
+                first = min(m.deployments, key=lambda d: d.priority)
+                route = Route(mid, first.provider, first.model or mid, "group")
             table.routes[mid] = route
             for alias in m.aliases:
                 table.aliases[alias] = mid

@@ -191,3 +191,39 @@ def test_native_providers_detected_from_environment(tmp_path, monkeypatch) -> No
     assert providers["gemini"].api_key == "g-key" and providers["gigachat"].credentials == "Z2lnYQ=="
     assert (providers["yandex"].api_key, providers["yandex"].folder_id) == ("yc-key", "b1g")
     assert "bedrock" not in providers
+
+
+def test_model_groups_and_routing_section(tmp_path) -> None:
+    path = tmp_path / "omen.toml"
+    path.write_text(
+        '[providers.openai]\napi_key = "k"\n[providers.ollama]\n'
+        '[models."gpt-4o-mini"]\nprovider = "openai"\n'
+        '[models.smart]\nstrategy = "least-busy"\nfallbacks = ["gpt-4o-mini"]\n'
+        'deployments = [{ provider = "openai", model = "gpt-4o", weight = 3 },'
+        ' { provider = "ollama", model = "qwen2.5:7b", priority = 2 }]\n'
+        '[routing]\nretries = 3\n[routing.auto]\ncode = "smart"\ndefault = "gpt-4o-mini"\n'
+        '[[routing.policies]]\nmodels = ["auto"]\nintents = ["code"]\nroute = "smart"\n'
+    )
+    config = load_config(str(path), env={}).config
+    smart = config.models["smart"]
+    assert [d.provider for d in smart.deployments] == ["openai", "ollama"] and smart.deployments[0].weight == 3
+    assert config.routing.retries == 3 and config.routing.auto.code == "smart"
+    assert config.routing.policies[0].route == "smart"
+
+
+def test_model_group_errors(tmp_path) -> None:
+    path = tmp_path / "omen.toml"
+    path.write_text(
+        '[providers.openai]\napi_key = "k"\n'
+        '[models.both]\nprovider = "openai"\ndeployments = [{ provider = "openai" }]\n'
+        '[models.neither]\nmodel = "x"\n'
+        '[models.bad]\nstrategy = "fastest"\nfallbacks = ["nope"]\ndeployments = [{ provider = "missing" }]\n'
+        '[routing.auto]\ncode = "ghost"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), env={})
+    text = str(info.value)
+    assert "models.both" in text and "models.neither" in text and "not both" in text
+    assert "unknown strategy 'fastest'" in text
+    assert "models.bad.fallbacks[0]" in text and "models.bad.deployments[0].provider" in text
+    assert "routing.auto.code" in text
