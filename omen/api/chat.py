@@ -129,6 +129,15 @@ class StreamOptions(_Wire):
     include_obfuscation: bool | None = None
 
 
+class ProviderPreferences(_Wire):
+    """OpenRouter's request-level provider preferences."""
+
+    order: list[str] | None = None  # provider ids (or deployment ids) to try first, in this order
+    allow_fallbacks: bool = True  # false: only the providers in ``order``
+    require_parameters: bool = False  # only providers that support every parameter sent
+    ignore: list[str] | None = None  # provider ids never to use
+
+
 class ChatCompletionRequest(_Wire):
     model: str
     messages: list[Message]
@@ -164,6 +173,13 @@ class ChatCompletionRequest(_Wire):
     prediction: dict[str, Any] | None = None
     web_search_options: dict[str, Any] | None = None
     verbosity: str | None = None
+    # ---- OMEN routing extensions (OpenRouter-style); removed before the body goes upstream ----
+    models: list[str] | None = None  # fallback list: tried in order after `model`
+    provider: ProviderPreferences | None = None
+    tags: dict[str, str] | None = None  # hints: {"intent": "code", "priority": "low-latency" | "low-cost"}
+
+
+ROUTING_FIELDS = ("models", "provider", "tags")  # what OMEN strips from a forwarded body
 
 
 def message_text(content: Content) -> str:
