@@ -2,7 +2,8 @@
 
 Lookup order: a configured model id, an alias, ``<provider id>/<upstream model>`` for any configured
 provider, a model discovered from a provider's listing, and finally a well-known model family
-(``gpt-*`` -> the provider of type openai, ``grok-*`` -> xai) when exactly one such provider exists.
+(``gpt-*`` -> the provider of type openai, ``grok-*`` -> xai, ``claude-*`` -> anthropic, ``gemini-*`` ->
+gemini, ``GigaChat*`` -> gigachat, ``yandexgpt*`` -> yandex) when exactly one such provider exists.
 Everything is a dict lookup; nothing here does I/O.
 """
 
@@ -16,6 +17,10 @@ from omen.errors import model_not_found
 _FAMILIES: list[tuple[tuple[str, ...], str]] = [
     (("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-", "davinci-", "babbage-", "omni-"), "openai"),
     (("grok-",), "xai"),
+    (("claude-",), "anthropic"),
+    (("gemini-", "gemma-", "text-embedding-004", "gemini-embedding-"), "gemini"),
+    (("GigaChat", "Embeddings"), "gigachat"),
+    (("yandexgpt", "text-search-doc", "text-search-query"), "yandex"),
 ]
 
 

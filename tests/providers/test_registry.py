@@ -6,10 +6,10 @@ import pytest
 
 from omen.config.schema import ProviderConfig
 from omen.providers import KNOWN_TYPES, PROVIDER_TYPES, create_provider
-from omen.providers.registry import provider_class
 from omen.providers.azure import AzureProvider
 from omen.providers.ollama import OllamaProvider
 from omen.providers.openai_compat import OpenAICompatibleProvider, OpenAIProvider
+from omen.providers.registry import provider_class
 from omen.providers.xai import XAIProvider
 
 CONFIGS = {
@@ -83,3 +83,22 @@ def test_sse_facade_exports():
     assert sse.LineSplitter().feed(b"a\nb") == [b"a"]
     assert sse.encode_data(b"{}") == b"data: {}\n\n"
     assert sse.encode_event(b"x", event="error").startswith(b"event: error\n")
+
+
+def test_native_model_families_route_to_their_provider():
+    from omen.config.schema import OmenConfig
+    from omen.routing.table import ModelTable
+
+    config = OmenConfig(
+        providers={
+            "claude": ProviderConfig(type="anthropic", api_key="k"),
+            "google": ProviderConfig(type="gemini", api_key="k"),
+            "sber": ProviderConfig(type="gigachat", credentials="c"),
+            "ya": ProviderConfig(type="yandex", api_key="k", folder_id="f"),
+        }
+    )
+    table = ModelTable.from_config(config, demo_enabled=False)
+    assert table.resolve("claude-sonnet-4-20250514").provider_id == "claude"
+    assert table.resolve("gemini-2.5-flash").provider_id == "google"
+    assert table.resolve("GigaChat-Pro").provider_id == "sber"
+    assert table.resolve("yandexgpt/rc").provider_id == "ya"
