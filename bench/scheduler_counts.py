@@ -24,6 +24,7 @@ import trio
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from omen.config.loader import load_config  # noqa: E402
 from omen.pipeline.gateway import Gateway  # noqa: E402
@@ -46,6 +47,32 @@ class Counts(trio.abc.Instrument):
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         self.steps += 1
+
+
+def drive_streams(port: int, counts: Counts, requests: int) -> tuple[float, float, float]:
+    """Sequential streamed requests; returns the counts per relayed SSE event."""
+    body = BODY[:-1] + b',"stream":true}'
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nhost: omen\r\ncontent-type: application/json\r\n"
+    request = head + b"content-length: %d\r\n\r\n%s" % (len(body), body)
+    events = 0
+
+    def one() -> int:
+        sock.sendall(request)
+        data = b""
+        while not data.endswith(b"0\r\n\r\n"):
+            data += sock.recv(65536)
+        return data.count(b"data: ")
+
+    for _ in range(20):
+        one()
+    start = (counts.passes, counts.spawned, counts.steps)
+    for _ in range(requests):
+        events += one()
+    sock.close()
+    end = (counts.passes, counts.spawned, counts.steps)
+    return tuple((now - before) / events for now, before in zip(end, start, strict=True))  # type: ignore[return-value]
 
 
 def drive(port: int, counts: Counts, requests: int) -> tuple[float, float, float]:
@@ -76,7 +103,7 @@ def drive(port: int, counts: Counts, requests: int) -> tuple[float, float, float
     return tuple((now - before) / requests for now, before in zip(end, start, strict=True))  # type: ignore[return-value]
 
 
-async def main(requests: int, upstream_port: int) -> None:
+async def main(requests: int, upstream_port: int, stream: bool) -> None:
     work = Path(tempfile.mkdtemp(prefix="omen-sched-"))
     config = work / "omen.toml"
     config.write_text(
@@ -91,26 +118,41 @@ async def main(requests: int, upstream_port: int) -> None:
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         listening = await nursery.start(partial(serve, app, loaded.config.server, shutdown_trigger=stop.wait))
-        passes, spawned, steps = await trio.to_thread.run_sync(drive, listening.port, counts, requests)
-        print(f"per request ({requests} sequential): scheduler passes {passes:.2f}, tasks spawned {spawned:.2f}, "
-              f"task steps {steps:.2f}")  # fmt: skip
+        if stream:
+            passes, spawned, steps = await trio.to_thread.run_sync(drive_streams, listening.port, counts, requests)
+            print(f"per relayed SSE event ({requests} sequential streams, events 1 ms apart): scheduler passes "
+                  f"{passes:.2f}, tasks spawned {spawned:.3f}, task steps {steps:.2f}")  # fmt: skip
+        else:
+            passes, spawned, steps = await trio.to_thread.run_sync(drive, listening.port, counts, requests)
+            print(f"per request ({requests} sequential): scheduler passes {passes:.2f}, tasks spawned {spawned:.2f}, "
+                  f"task steps {steps:.2f}")  # fmt: skip
         stop.set()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--stream", action="store_true", help="count per relayed SSE event (compiled paced upstream)")
     args = parser.parse_args()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    fake = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench/fake_upstream.py"), "--kind", "openai", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-    )
+    if args.stream:
+        import streamgen
+
+        binary = streamgen.build(Path.home() / ".cache/omen-bench/streamgen")
+        if binary is None:
+            raise SystemExit("--stream needs a C compiler (bench/streamgen.c)")
+        script = Path(tempfile.mkdtemp(prefix="omen-sched-")) / "stream.script"
+        streamgen.write_script(script, streamgen.upstream_body(), 20)
+        command = streamgen.server_command(binary, port, script, 0.001)
+        args.requests = min(args.requests, 300)
+    else:
+        command = [sys.executable, str(ROOT / "bench/fake_upstream.py"), "--kind", "openai", "--port", str(port)]
+    fake = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     try:
         time.sleep(1.5)
-        trio.run(main, args.requests, port)
+        trio.run(main, args.requests, port, args.stream)
     finally:
         fake.terminate()
         fake.wait()
