@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from http import HTTPStatus
 from math import inf
 from typing import Any
 
@@ -385,6 +386,20 @@ def patch_coalesce_response() -> None:
 
     h11_protocol.H11Protocol._omen_head = None  # a held response head (bytes) or None
 
+    phrases: dict[int, bytes] = {}
+
+    def _reason_phrase(status: int) -> bytes:
+        """The standard reason phrase: upstream sends none (``HTTP/1.1 200 ``), which is valid HTTP but
+        refused by some clients (h2load's HTTP/1.1 parser counts every such response as failed)."""
+        phrase = phrases.get(status)
+        if phrase is None:
+            try:
+                phrase = HTTPStatus(status).phrase.encode()
+            except ValueError:
+                phrase = b""
+            phrases[status] = phrase
+        return phrase
+
     def h11_bytes(self: Any, event: Any) -> bytes | None:
         """``_send_h11_event`` without the send: None where upstream swallows the protocol error."""
         try:
@@ -413,7 +428,9 @@ def patch_coalesce_response() -> None:
                     headers = [*event.headers, *self.config.response_headers("h11")]
                     if self.keep_alive_requests >= self.config.keep_alive_max_requests:
                         headers.append((b"connection", b"close"))
-                    response = h11.Response(headers=headers, status_code=event.status_code)
+                    response = h11.Response(
+                        headers=headers, status_code=event.status_code, reason=_reason_phrase(event.status_code)
+                    )
                     data = h11_bytes(self, response)
                     if data is not None and any(name == b"content-length" for name, _ in response.headers):
                         self._omen_head = data  # (nothing can be held already: h11 allows one head)

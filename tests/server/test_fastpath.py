@@ -9,6 +9,7 @@ bodies through a full socket buffer, idle timeout, graceful shutdown, h2c). No t
 from __future__ import annotations
 
 import inspect
+import shutil
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -224,15 +225,20 @@ async def _start_then_fail_app(scope: Any, receive: Any, send: Any) -> None:
 
 
 @requires("coalesce_response")
+def _with_reason(data: bytes) -> bytes:
+    """Upstream's bytes with the reason phrase the fast path adds (upstream sends ``HTTP/1.1 200 ``)."""
+    return data.replace(b"HTTP/1.1 200 \r\n", b"HTTP/1.1 200 OK\r\n")
+
+
 async def test_h11_json_response_is_one_write_and_byte_identical() -> None:
     raw = b"GET /a HTTP/1.1\r\nhost: x\r\n\r\nPOST /b HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc"
     from hypercorn.protocol.h11 import H11Protocol
 
     upstream = await _h11_writes(_upstream_h11(), _json_app, raw)
     fast = await _h11_writes(H11Protocol, _json_app, raw)
-    assert b"".join(fast) == b"".join(upstream)
+    assert b"".join(fast) == _with_reason(b"".join(upstream))
     assert len(upstream) == 4 and len(fast) == 2  # head + body per response -> one write per response
-    assert fast[0].startswith(b"HTTP/1.1 200 \r\n") and fast[0].endswith(b'{"ok":true,"path":"/a"}')
+    assert fast[0].startswith(b"HTTP/1.1 200 OK\r\n") and fast[0].endswith(b'{"ok":true,"path":"/a"}')
     assert fast[1].endswith(b'{"ok":true,"path":"/b"}')
 
 
@@ -242,8 +248,8 @@ async def test_h11_streaming_head_and_events_are_written_as_upstream() -> None:
 
     upstream = await _h11_writes(_upstream_h11(), _sse_app, raw)
     fast = await _h11_writes(H11Protocol, _sse_app, raw)
-    assert fast == upstream  # head alone first, then one write per event, then the last chunk
-    assert fast[0].startswith(b"HTTP/1.1 200 ") and fast[0].endswith(b"\r\n\r\n")
+    assert fast == [_with_reason(w) for w in upstream]  # head alone first, one write per event, the last chunk
+    assert fast[0].startswith(b"HTTP/1.1 200 OK\r\n") and fast[0].endswith(b"\r\n\r\n")
     assert len(fast) == 1 + 3 + 2
 
 
@@ -253,7 +259,7 @@ async def test_h11_head_is_written_when_the_app_fails_after_start() -> None:
 
     upstream = await _h11_writes(_upstream_h11(), _start_then_fail_app, raw)
     fast = await _h11_writes(H11Protocol, _start_then_fail_app, raw)
-    assert fast == upstream and fast[0].startswith(b"HTTP/1.1 200 ")
+    assert fast == [_with_reason(w) for w in upstream] and fast[0].startswith(b"HTTP/1.1 200 OK\r\n")
 
 
 # ---- a real server
@@ -649,3 +655,15 @@ async def test_disconnect_signal_fires_and_receive_still_reports_it() -> None:
             while "message" not in seen:
                 await trio.sleep(0.01)
     assert seen == {"fired_at_start": False, "message": "http.disconnect"}
+
+
+@requires("coalesce_response")
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
+async def test_h1_status_line_has_a_reason_phrase() -> None:
+    """h2load's HTTP/1.1 parser counts a response without a reason phrase (``HTTP/1.1 200 ``) as failed."""
+    async with running_server(plain_settings()) as server:
+        result = await trio.run_process(
+            ["h2load", "--h1", "-n", "20", "-c", "2", server.url("/")], capture_stdout=True, check=False
+        )
+    out = result.stdout.decode()
+    assert "20 succeeded" in out, out
