@@ -472,6 +472,43 @@ async def _quic_drain_watcher(server: Any, receive_scope: trio.CancelScope) -> N
 
 # --------------------------------------------------------------------------------------------------------
 
+def patch_quic_stale_timer() -> None:
+    """A QUIC timer task that wakes after its connection has ended must not crash the worker.
+
+    Upstream: every ``_handle_events`` pass starts a task that sleeps until ``quic.get_timer()`` and
+    then calls ``quic.handle_timer(now)``. If the connection reached the end of its close procedure
+    meanwhile (another pass ran ``_close_end``, which sets ``_close_at = None``), aioquic's
+    ``handle_timer`` evaluates ``now >= None`` -> ``TypeError``. That task runs in the server's
+    nursery outside ``_handle_events`` (so the connection firewall does not cover it), and the
+    exception ends the UDP server and the process. Seen in CI during an h3 stream-reset test. Fix: a
+    timer for a connection that has no close deadline any more is stale and is dropped; any other
+    exception from a timer is contained like ``patch_quic_connection_firewall`` does (log, close that
+    connection). Evidence: tests/server/test_patches.py::test_stale_quic_timer_is_dropped.
+    """
+    from aioquic.h3.connection import ErrorCode
+    from hypercorn.protocol import quic
+
+    def factory(_original: Any) -> Any:
+        async def _handle_timer(self: Any, timer: float, connection: Any) -> None:
+            wait = max(0, timer - self.context.time())
+            await self.context.sleep(wait)
+            if connection.quic._close_at is None:
+                return  # the connection already ended: nothing left for this timer to do
+            try:
+                connection.quic.handle_timer(now=self.context.time())
+            except Exception:
+                await self.config.log.exception("Error in QUIC timer; connection closed")
+                try:
+                    connection.quic.close(error_code=ErrorCode.H3_INTERNAL_ERROR, reason_phrase="internal error")
+                except Exception:
+                    await self.config.log.exception("Error closing a failed QUIC connection")
+            await self._handle_events(connection, None)
+
+        return _handle_timer
+
+    _replace(quic.QuicProtocol, "_handle_timer", factory)
+
+
 PATCHES: tuple[Callable[[], None], ...] = (
     patch_tcp_close_send_eof_race,
     patch_quic_idle_timeout,
@@ -480,6 +517,7 @@ PATCHES: tuple[Callable[[], None], ...] = (
     patch_h2_closed_connection_releases_senders,
     patch_tcp_connection_firewall,
     patch_quic_connection_firewall,
+    patch_quic_stale_timer,
     patch_udp_send_errors,
     patch_udp_server_shutdown,
 )

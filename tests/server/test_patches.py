@@ -212,3 +212,29 @@ async def test_quic_connection_error_is_contained(monkeypatch: pytest.MonkeyPatc
         response = await h3_request(server.url("/"), timeout=10)
         assert response.status == 200
         assert json.loads(response.body)["http_version"] == "3"
+
+
+async def test_stale_quic_timer_is_dropped() -> None:
+    """A timer task waking after its QUIC connection ended: upstream crashes (``now >= None``), patched drops it."""
+    from types import SimpleNamespace
+
+    from aioquic.quic.configuration import QuicConfiguration
+    from aioquic.quic.connection import QuicConnection
+    from hypercorn.protocol.quic import QuicProtocol
+
+    hypercorn_patches.apply()
+    quic = QuicConnection(configuration=QuicConfiguration(is_client=True))
+    assert quic._close_at is None  # as after _close_end(): the connection has no deadline any more
+    handled: list[Any] = []
+
+    async def handle_events(connection: Any, client: Any) -> None:
+        handled.append(connection)
+
+    protocol = SimpleNamespace(
+        context=SimpleNamespace(time=trio.current_time, sleep=trio.sleep), _handle_events=handle_events
+    )
+    connection = SimpleNamespace(quic=quic)
+    with pytest.raises(TypeError):  # hypercorn 0.18.0 + aioquic: the crash seen in CI
+        await QuicProtocol._handle_timer.__wrapped__(protocol, trio.current_time(), connection)
+    await QuicProtocol._handle_timer(protocol, trio.current_time(), connection)
+    assert handled == []  # dropped: nothing to handle for an ended connection
