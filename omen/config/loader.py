@@ -277,6 +277,10 @@ def _validate(tree: dict[str, Any], issues: list[ConfigIssue], locator: _LineLoc
         if target is not None and target not in known_models:
             path = f"routing.auto.{intent}"
             issues.append(ConfigIssue(path, f"'{target}' is not a configured model", locator.line(path)))
+    from omen.routing.policy import validate_rules
+
+    for path, message in validate_rules(routing.policies, known_models):
+        issues.append(ConfigIssue(path, message, locator.line(path)))
 
     demo = tree.get("demo")
     if demo is not None and not isinstance(demo, bool):
