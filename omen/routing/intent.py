@@ -18,9 +18,11 @@ Tool results are data, not intent, and are not read. Each message is scanned up 
 characters (its head and tail when longer: pasted code or a question at the end both show).
 
 Counting tokens costs far more than classifying, so step 4 tokenizes only when the request could be
-long: a prompt never has more tokens than the UTF-8 bytes of its JSON (every token covers at least one
+long: a message never has more tokens than the UTF-8 bytes of its JSON (every token covers at least one
 byte, and the JSON holds every string that is counted plus the quotes and keys that pay for the
-per-message overhead), so below the threshold by that measure it is not long.
+per-message overhead), so below the threshold by that measure it is not long. Above it, messages are
+counted (``omen.tokens``, OpenAI's rule, the model's encoding: o200k for ``auto``) largest first only
+until the answer is certain.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from omen.api.chat import (
     message_text,
 )
 from omen.errors import bad_request
-from omen.tokens import count_chat
+from omen.tokens import count_messages, encoding_for_model, get_encoding
 from omen.tokens.chat import REPLY_PRIMING
 
 _fast = load("intent")
@@ -135,17 +137,39 @@ def classify(request: ChatCompletionRequest, headers: Mapping[str, str], long_th
 
 
 def _long(request: ChatCompletionRequest, threshold: int) -> Intent | None:
-    # Upper bound first (see the module docstring); tokenize only when it exceeds the threshold.
-    try:
-        bound = len(_json.encode(request.messages)) + REPLY_PRIMING
-    except (msgspec.EncodeError, UnicodeError):  # e.g. a lone surrogate: no bound, count
-        bound = threshold + 1
-    if bound <= threshold:
+    """``long`` when the prompt has more than ``threshold`` tokens, tokenizing as little as it takes.
+
+    Every message has an upper bound (its JSON size, see the module docstring). Messages are counted
+    largest first, and counting stops as soon as the answer is known: the tokens counted so far exceed
+    the threshold (long), or they plus the bounds of the messages left cannot (not long).
+    """
+    messages = request.messages
+    bounds = [_bound(m) for m in messages]
+    remaining = sum(bounds)
+    if REPLY_PRIMING + remaining <= threshold:
         return None
-    tokens = count_chat(request.messages, request.model)
-    if tokens > threshold:
-        return Intent("long", f"{tokens} prompt tokens > {threshold}", "request")
+    enc = get_encoding(encoding_for_model(request.model))
+    tokens = REPLY_PRIMING
+    order = sorted(range(len(messages)), key=lambda i: -bounds[i])
+    for k, i in enumerate(order, 1):
+        tokens += count_messages([messages[i]], enc) - REPLY_PRIMING  # this message's share
+        remaining -= bounds[i]
+        if tokens > threshold:
+            if k == len(order):
+                return Intent("long", f"{tokens} prompt tokens > {threshold}", "request")
+            return Intent(
+                "long", f"{tokens}+ prompt tokens > {threshold} ({k} of {len(order)} messages counted)", "request"
+            )
+        if tokens + remaining <= threshold:
+            return None
     return None
+
+
+def _bound(message: object) -> int:
+    try:
+        return len(_json.encode(message))
+    except (msgspec.EncodeError, UnicodeError):  # e.g. a lone surrogate: no bound, it must be counted
+        return 1 << 62
 
 
 def _clip(text: str) -> str:

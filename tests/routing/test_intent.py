@@ -422,24 +422,46 @@ def test_threshold_is_strictly_over_the_counted_prompt_tokens():
 
 def test_short_prompts_are_not_tokenized(monkeypatch):
     def refuse(*args: Any, **kwargs: Any) -> int:
-        raise AssertionError("count_chat called for a prompt that cannot be long")
+        raise AssertionError("tokenized a prompt that cannot be long")
 
-    monkeypatch.setattr(intent_mod, "count_chat", refuse)
+    monkeypatch.setattr(intent_mod, "count_messages", refuse)
     assert classify(request("Write a poem about rain. " * 100), {}, THRESHOLD).name == "chat"
     assert classify(request("Prove that 17 is prime."), {}, 100).name == "reasoning"
 
 
-def test_tokenized_when_plausible_but_few_tokens_is_not_long(monkeypatch):
-    calls = []
+def counted_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Patch the token counter to record how many messages each call counts."""
+    calls: list[int] = []
+    real = intent_mod.count_messages
 
-    def counting(messages: Any, model: str, tools: Any = None) -> int:
-        calls.append(model)
-        return count_chat(messages, model, tools)
+    def counting(messages: Any, enc: Any) -> int:
+        calls.append(len(messages))
+        return real(messages, enc)
 
-    monkeypatch.setattr(intent_mod, "count_chat", counting)
-    # 8,000 characters but few tokens (a long repeated run merges into long tokens).
-    found = classify(request("Count the letters: " + "a" * 8_000), {}, 6000)
-    assert calls == ["auto"] and found.name != "long"
+    monkeypatch.setattr(intent_mod, "count_messages", counting)
+    return calls
+
+
+def test_counting_stops_once_the_rest_cannot_reach_the_threshold(monkeypatch):
+    calls = counted_calls(monkeypatch)
+    # 8,000 characters but ~1,000 tokens (a repeated run merges into long tokens), then small messages:
+    # once the big one is counted, the others' byte bounds cannot add up to 6,000.
+    messages = [{"role": "user", "content": "Count the letters: " + "a" * 8_000}]
+    messages += [{"role": "assistant" if k % 2 else "user", "content": "ok, next"} for k in range(5)]
+    assert classify(request({"messages": messages}), {}, 6000).name != "long"
+    assert calls == [1]
+
+
+def test_counting_stops_once_over_the_threshold(monkeypatch):
+    calls = counted_calls(monkeypatch)
+    big = {"role": "user", "content": document(EN_MEETING, 40_000)}
+    small = [{"role": "user", "content": document(EN_MEETING, 3_000)} for _ in range(6)]
+    req = request({"messages": [*small, big]})
+    found = classify(req, {}, THRESHOLD)
+    total = count_chat(req.messages, "auto")
+    assert calls == [1]  # the largest message alone is over the threshold
+    assert found.name == "long" and found.reason.endswith(f"+ prompt tokens > {THRESHOLD} (1 of 7 messages counted)")
+    assert int(found.reason.split("+")[0]) < total
 
 
 def test_bound_is_in_bytes_not_characters():
