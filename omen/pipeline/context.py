@@ -41,6 +41,11 @@ class RequestContext:
     error: str | None = None
     output: OutputFormat | None = None  # the client API answers are written in; None = OpenAI's
     disconnect: Any = None  # hypercorn's DisconnectSignal (scope extension "omen.disconnect"), when present
+    headers: Any = ()  # the request's ASGI headers (byte pairs), for routing hints and policies
+    key_id: str | None = None  # the authenticated key ("master"), for policies
+    deployment: str | None = None  # the deployment that served (or last failed) the request
+    attempts: int = 0  # upstream requests sent for it (retries, fallbacks and hedges included)
+    route_reason: str | None = None
 
     def mark_first_byte(self) -> None:
         if self.first_byte is None:
@@ -52,6 +57,11 @@ class RequestContext:
             headers.append((b"x-omen-provider", self.provider.encode()))
         if self.upstream_model:
             headers.append((b"x-omen-upstream-model", self.upstream_model.encode()))
+        if self.deployment is not None:
+            headers.append((b"x-omen-deployment", header_value(self.deployment)))
+            headers.append((b"x-omen-attempts", str(self.attempts).encode()))
+        if self.route_reason is not None:
+            headers.append((b"x-omen-route-reason", header_value(self.route_reason)))
         return headers
 
     def record(self) -> dict[str, Any]:
@@ -74,6 +84,25 @@ class RequestContext:
             record["prompt_tokens"] = self.usage.prompt_tokens
             record["completion_tokens"] = self.usage.completion_tokens
             record["total_tokens"] = self.usage.prompt_tokens + self.usage.completion_tokens
+        if self.deployment is not None:
+            record["deployment"] = self.deployment
+            record["attempts"] = self.attempts
+        if self.route_reason is not None:
+            record["route_reason"] = self.route_reason
         if self.error is not None:
             record["error"] = self.error
         return record
+
+
+_HEADER_MAX = 512
+
+
+def header_value(text: str) -> bytes:
+    """``text`` as a header value: printable ASCII only (a routing reason can quote a prompt keyword in
+    any script), bounded in length."""
+    if len(text) <= _HEADER_MAX and text.isascii() and text.isprintable():
+        return text.encode()
+    data = text.encode("ascii", "replace")
+    if len(data) > _HEADER_MAX:
+        data = data[: _HEADER_MAX - 3] + b"..."
+    return bytes(c if 32 <= c < 127 else 63 for c in data)

@@ -1,15 +1,20 @@
-"""The gateway's long-lived state, built once from the config: providers, the model table, the
-upstream pool, the master key and the access log. Handlers read it; nothing here is per request."""
+"""The gateway's long-lived state, built once from the config: providers, the model table, the model
+groups and their deployments, the router, the upstream pool, the master key and the access log.
+Handlers read it; nothing here is per request."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from omen.auth.master_key import MasterKey
 from omen.config.schema import OmenConfig
 from omen.providers.base import Provider
 from omen.providers.demo import DemoModel
 from omen.providers.registry import create_provider
+from omen.routing.groups import Deployments
+from omen.routing.router import Router
+from omen.routing.status import StatusTracker
 from omen.routing.table import ModelTable
 from omen.server.access_log import AccessLog
 from omen.transport.exchange import Exchange
@@ -25,9 +30,13 @@ class Gateway:
     exchange: Exchange
     master_key: MasterKey
     access_log: AccessLog
+    deployments: Deployments
+    router: Router
     demo: DemoModel | None = None
     ready: bool = False
     discovery_errors: dict[str, str] = field(default_factory=dict)
+    status: StatusTracker = field(default_factory=StatusTracker)
+    probes: Any = None  # the active health ProbeLoop while it runs (omen.routing.probes)
 
     @classmethod
     def from_config(cls, config: OmenConfig, *, access_log: AccessLog | None = None) -> Gateway:
@@ -37,14 +46,18 @@ class Gateway:
         if demo is not None:
             providers[demo.id] = demo  # type: ignore[assignment]
         pool = UpstreamPool()
+        table = ModelTable.from_config(config, demo_enabled)
+        deployments = Deployments.from_config(config, table)
         return cls(
             config=config,
             providers=providers,
-            table=ModelTable.from_config(config, demo_enabled),
+            table=table,
             pool=pool,
             exchange=Exchange(pool),
             master_key=MasterKey(config.auth.master_key),
             access_log=access_log or AccessLog(config.server.access_log),
+            deployments=deployments,
+            router=Router(config, table, deployments, providers),
             demo=demo,
         )
 

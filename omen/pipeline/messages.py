@@ -16,7 +16,7 @@ from omen.inbound.anthropic_response import error_body, message_from_openai
 from omen.inbound.anthropic_stream import AnthropicStreamWriter
 from omen.pipeline.context import RequestContext
 from omen.pipeline.gateway import Gateway
-from omen.pipeline.handlers import _dispatch, _route
+from omen.pipeline.handlers import _dispatch, _plan
 from omen.providers.base import ChatCall, Provider, Result, StreamEvent
 from omen.server.asgi import JSON_CT, Receive, Send, send_response
 from omen.tokens import count_chat
@@ -90,17 +90,21 @@ def _max_tokens_field(provider: Provider) -> str:
 
 async def messages(gw: Gateway, ctx: RequestContext, body: bytes, receive: Receive, send: Send) -> None:
     request = decode_body(body, MessagesRequest)
-    route = _route(gw, ctx, request.model)
-    provider = gw.providers[route.provider_id]
     stream = bool(request.stream)
-    translated = to_chat_request(
-        request, route.upstream_model, stream=stream, max_tokens_field=_max_tokens_field(provider)
-    )
+    # translated first so the router (intent, policies) sees the conversation; the upstream model and
+    # the output-length field are set for the deployment the plan puts first
+    translated = to_chat_request(request, request.model, stream=stream)
     chat = translated.request
+    plan = _plan(gw, ctx, request.model, chat, stream=stream)
+    first = plan.candidates[0].deployment
+    provider = gw.providers[first.provider_id]
+    chat.model = first.upstream_model
+    if _max_tokens_field(provider) == "max_completion_tokens" and chat.max_tokens is not None:
+        chat.max_completion_tokens, chat.max_tokens = chat.max_tokens, None
     call = ChatCall(
         # the OpenAI-format body OpenAI-compatible adapters forward as is
         raw=encode_chat(chat),
-        upstream_model=route.upstream_model,
+        upstream_model=first.upstream_model,
         public_model=request.model,
         stream=stream,
         include_usage=stream,
@@ -108,9 +112,9 @@ async def messages(gw: Gateway, ctx: RequestContext, body: bytes, receive: Recei
         request=chat,
     )
     thinking = request.thinking is not None and request.thinking.type in _THINKING_ON
-    ctx.output = AnthropicOutput(request.model, provider=route.provider_id, thinking=thinking)
+    ctx.output = AnthropicOutput(request.model, provider=first.provider_id, thinking=thinking)
     try:
-        await _dispatch(gw, "chat", route, call, ctx, receive, send)
+        await _dispatch(gw, "chat", plan, call, ctx, receive, send)
     except OmenError as error:
         # a provider translator or the upstream named an OpenAI path; the client sent Anthropic's
         raise translated.rewrite(error) from None
@@ -120,8 +124,8 @@ async def count_tokens(gw: Gateway, ctx: RequestContext, body: bytes, receive: R
     """``{"input_tokens": N}`` counted by OMEN's tokenizer on the translated request: exact for OpenAI
     models' text, an o200k_base estimate for every other model (their tokenizers are not public)."""
     request = decode_body(body, CountTokensRequest)
-    route = _route(gw, ctx, request.model)
-    chat = to_chat_request(request, route.upstream_model).request
-    tokens = count_chat(chat.messages, route.upstream_model, chat.tools)
+    upstream = _plan(gw, ctx, request.model).candidates[0].deployment.upstream_model
+    chat = to_chat_request(request, upstream).request
+    tokens = count_chat(chat.messages, upstream, chat.tools)
     ctx.status = 200
     await send_response(send, 200, b'{"input_tokens":%d}' % tokens, [JSON_CT, *ctx.route_headers()])

@@ -182,6 +182,8 @@ async def relay_upstream(
     receive: Receive,
     send: Send,
 ) -> None:
+    """One upstream call relayed to the client, no routing around it (the attempt executor,
+    ``omen.pipeline.attempts``, is what the handlers use)."""
     request = op.build(call)
 
     async def work() -> None:
@@ -190,20 +192,31 @@ async def relay_upstream(
             if response.status >= 400:
                 body = await response.read()
                 raise provider.error(response.status, response.headers, body)
-            if not call.stream or op.stream is None:
-                result = op.parse(call, await response.read())
-                ctx.usage = result.usage
-                body = _result_body(ctx, result)
-                ctx.status = 200
-                ctx.mark_first_byte()
-                ctx.response_ending = True
-                await send_response(send, 200, body, [JSON_CT, *ctx.route_headers()])
-            else:
-                await _relay_stream(response, op.stream(call), ctx, send)
+            await relay_response(response, op, call, ctx, send)
         finally:
             await response.aclose()
 
     await while_connected(receive, ctx, work)
+
+
+async def relay_response(
+    response: UpstreamResponse, op: Operation, call: Call, ctx: RequestContext, send: Send
+) -> None:
+    """Relay an open 2xx upstream response to the client, as a JSON body or a stream.
+
+    Raises OmenError only before anything was sent (``ctx.response_started`` still False): a body that
+    cannot be read or parsed. Once the response started, failures end the stream in-band."""
+    if not call.stream or op.stream is None:
+        result = op.parse(call, await response.read())
+        ctx.usage = result.usage
+        body = _result_body(ctx, result)
+        ctx.status = 200
+        ctx.mark_first_byte()
+        ctx.response_started = True
+        ctx.response_ending = True
+        await send_response(send, 200, body, [JSON_CT, *ctx.route_headers()])
+    else:
+        await _relay_stream(response, op.stream(call), ctx, send)
 
 
 async def _relay_stream(
@@ -237,21 +250,31 @@ async def relay_local(
     """The same relay for a model that runs inside the gateway (the demo model)."""
 
     async def work() -> None:
-        if call.stream and stream is not None:
-            renderer = _renderer(ctx)
-            await _start_stream(send, ctx)
-            async for events in stream(call):
-                data = renderer.render(events)
-                if data:
-                    await _send_body(send, ctx, data)
-            await _finish_stream(send, ctx, renderer, None)
-        else:
-            assert result is not None
-            answer = result(call)
-            ctx.usage = answer.usage
-            body = _result_body(ctx, answer)
-            ctx.status = 200
-            ctx.response_ending = True
-            await send_response(send, 200, body, [JSON_CT, *ctx.route_headers()])
+        await local_work(result, stream, call, ctx, send)
 
     await while_connected(receive, ctx, work)
+
+
+async def local_work(
+    result: Callable[[Call], Result] | None,
+    stream: Callable[[Call], AsyncIterator[list[StreamEvent]]] | None,
+    call: Call,
+    ctx: RequestContext,
+    send: Send,
+) -> None:
+    if call.stream and stream is not None:
+        renderer = _renderer(ctx)
+        await _start_stream(send, ctx)
+        async for events in stream(call):
+            data = renderer.render(events)
+            if data:
+                await _send_body(send, ctx, data)
+        await _finish_stream(send, ctx, renderer, None)
+    else:
+        assert result is not None
+        answer = result(call)
+        ctx.usage = answer.usage
+        body = _result_body(ctx, answer)
+        ctx.status = 200
+        ctx.response_ending = True
+        await send_response(send, 200, body, [JSON_CT, *ctx.route_headers()])

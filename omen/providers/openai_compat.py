@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import msgspec
 import orjson
 
+from omen.api.chat import ROUTING_FIELDS
 from omen.config.schema import ProviderConfig
 from omen.errors import OmenError, bad_request
 from omen.providers.base import (
@@ -321,7 +322,8 @@ class OpenAIProvider:
     def _body(self, call: Call) -> bytes:
         """The client's bytes unchanged when possible; else decoded, patched and re-encoded."""
         inject_usage = self._injects_usage(call)
-        if not inject_usage and _body_model(call) == call.upstream_model:
+        strip = _has_routing_fields(call)
+        if not inject_usage and not strip and _body_model(call) == call.upstream_model:
             return call.raw
         try:
             body = orjson.loads(call.raw)
@@ -330,6 +332,9 @@ class OpenAIProvider:
         if not isinstance(body, dict):
             raise bad_request("The request body must be a JSON object.")
         body["model"] = call.upstream_model
+        if strip:  # OMEN's routing extensions (models, provider, tags) are not the upstream's business
+            for name in ROUTING_FIELDS:
+                body.pop(name, None)
         if inject_usage:
             options = body.get("stream_options")
             options = dict(options) if isinstance(options, dict) else {}
@@ -347,6 +352,15 @@ class OpenAICompatibleProvider(OpenAIProvider):
 
     type: ClassVar[str] = "openai-compatible"
     default_base_url: ClassVar[str | None] = None
+
+
+def _has_routing_fields(call: Call) -> bool:
+    request = getattr(call, "request", None)
+    return request is not None and (
+        getattr(request, "models", None) is not None
+        or getattr(request, "provider", None) is not None
+        or getattr(request, "tags", None) is not None
+    )
 
 
 def _body_model(call: Call) -> Any:

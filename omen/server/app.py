@@ -13,6 +13,7 @@ from omen.pipeline import handlers, messages
 from omen.pipeline.context import RequestContext, request_id_from
 from omen.pipeline.discovery import run_discovery
 from omen.pipeline.gateway import Gateway
+from omen.pipeline.probes import run_probes
 from omen.server.access_log import describe_exception, log_event
 from omen.server.asgi import (
     JSON_CT,
@@ -66,6 +67,7 @@ class OmenApp:
             return
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run_discovery, gw)
+            nursery.start_soon(run_probes, gw)  # returns at once unless [routing.health] probes are on
             gw.ready = True
             log_event("startup", providers=sorted(gw.providers), models=len(gw.table.routes))
             await send({"type": "lifespan.startup.complete"})
@@ -82,6 +84,7 @@ class OmenApp:
         method: str = scope["method"]
         path = _normalise(scope["path"])
         ctx = RequestContext(request_id_from(header(scope, b"x-request-id")), method, path, trio.current_time())
+        ctx.headers = scope["headers"]
         extensions = scope.get("extensions")
         if extensions:
             ctx.disconnect = extensions.get(DISCONNECT_EXTENSION)
@@ -106,8 +109,13 @@ class OmenApp:
             if method != "POST":
                 raise _method_not_allowed(method, path, "POST")
             gw.master_key.check(header(scope, b"authorization"), header(scope, b"x-api-key"))
+            if gw.master_key.enabled:
+                ctx.key_id = "master"
             body = await read_body(scope, receive, self.max_body)
             await body_handler(gw, ctx, body, receive, send)
+            return
+        if path == "/admin/routing/explain" or path == "/v1/providers/status":
+            await self._routing_info(scope, receive, send, ctx, method, path)
             return
         if path == "/v1/models" or path.startswith("/v1/models/"):
             if method != "GET":
@@ -135,6 +143,23 @@ class OmenApp:
             "(chat/completions, completions, embeddings, models) and the Anthropic Messages API (/v1/messages).",
             code="not_found",
         )
+
+    async def _routing_info(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext, method: str, path: str
+    ) -> None:
+        """The router's decision for a request, and the providers' health; behind the master key."""
+        gw = self.gateway
+        allowed = "GET, POST" if path == "/admin/routing/explain" else "GET"
+        if method not in allowed.split(", "):
+            raise _method_not_allowed(method, path, allowed)
+        gw.master_key.check(header(scope, b"authorization"), header(scope, b"x-api-key"))
+        if gw.master_key.enabled:
+            ctx.key_id = "master"
+        if path == "/v1/providers/status":
+            await handlers.providers_status(gw, ctx, send)
+            return
+        body = await read_body(scope, receive, self.max_body) if method == "POST" else None
+        await handlers.routing_explain(gw, ctx, method, scope.get("query_string", b""), body, send)
 
     async def _send_error(self, send: Send, ctx: RequestContext, error: OmenError) -> None:
         ctx.status = error.status
