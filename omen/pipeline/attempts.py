@@ -281,7 +281,10 @@ class Attempts:
     ) -> OmenError | None:
         ctx = self.ctx
         d = cand.deployment
-        op = operation(provider, self.name)
+        key_op = (d.provider_id, self.name)
+        op = self.gw.operations.get(key_op)
+        if op is None:
+            op = self.gw.operations[key_op] = operation(provider, self.name)
         ctx.attempts += 1
         if race is None:
             self._serving(d)
@@ -293,10 +296,15 @@ class Attempts:
         try:
             request = op.build(call)
             response = None
-            with trio.move_on_at(self.deadline):
+            timeouts = provider.config.timeouts
+            if self.deadline < started + min(timeouts.first_byte, timeouts.total):
+                # the request's deadline comes before the exchange's own first-byte deadline
+                with trio.move_on_at(self.deadline):
+                    response = await self.gw.exchange.open(provider, request)
+                if response is None:  # the request's deadline, not the deployment, ran out: no verdict
+                    return _deadline_error(self.routing.timeout_s)
+            else:  # a cancel scope costs more than everything else here: none when it cannot fire first
                 response = await self.gw.exchange.open(provider, request)
-            if response is None:  # the request's deadline, not the deployment, ran out: no verdict
-                return _deadline_error(self.routing.timeout_s)
             ttft = trio.current_time() - started
             try:
                 if response.status >= 400:
@@ -411,7 +419,7 @@ class Attempts:
 def _by_capacity(candidates: list[Candidate]) -> list[Candidate]:
     """Plan order, except that deployments with no free slot go after those with one, and those whose
     limiter would refuse outright go last (their refusal is the backpressure answer if all else fails)."""
-    if all(c.deployment.limiter is None for c in candidates):
+    if len(candidates) == 1 or all(c.deployment.limiter is None for c in candidates):
         return candidates
     free: list[Candidate] = []
     busy: list[Candidate] = []

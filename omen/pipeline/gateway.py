@@ -36,7 +36,8 @@ class Gateway:
     ready: bool = False
     discovery_errors: dict[str, str] = field(default_factory=dict)
     status: StatusTracker = field(default_factory=StatusTracker)
-    probes: Any = None  # the active health ProbeLoop while it runs (omen.routing.probes)
+    probes: Any = None  # the active health ProbeLoop while it runs (omen.pipeline.probes)
+    operations: dict[tuple[str, str], Any] = field(default_factory=dict)  # (provider, endpoint) -> relay Operation
 
     @classmethod
     def from_config(cls, config: OmenConfig, *, access_log: AccessLog | None = None) -> Gateway:
