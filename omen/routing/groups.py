@@ -33,6 +33,7 @@ class ModelGroup:
     hedge: bool = False
     hedge_after_ms: float | None = None
     sticky: str | None = None
+    all_served: bool = False  # every deployment's provider is configured (always, past the loader's checks)
 
     @property
     def single(self) -> Deployment | None:

@@ -51,7 +51,7 @@ _PRIORITY_STRATEGY = {"low-latency": "latency", "low-cost": "cost"}
 _DEFAULT_OUTPUT_TOKENS = 256  # cost estimate when the request sets no output limit
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Candidate:
     deployment: Deployment
     public_model: str  # the configured model (group) this deployment serves in this plan
@@ -129,6 +129,7 @@ class Router:
         # The fast path: a plan per single-deployment model (and its aliases), built once.
         self.fixed: dict[str, RoutePlan] = {}
         for name, group in deployments.groups.items():
+            group.all_served = all(d.provider_id in self.providers for d in group.deployments)
             single = group.single
             if single is not None and single.provider_id in self.providers:
                 via = "alias" if name != group.name else "model"
@@ -329,22 +330,20 @@ class Router:
             if key:
                 strategy = "sticky"
         for number, tier in enumerate(group.tiers, start=1):
-            usable = [d for d in tier if d.provider_id in self.providers]
+            usable = tier if group.all_served else [d for d in tier if d.provider_id in self.providers]
             if not usable:
                 continue
             if strategy == "sticky":
                 ordered = sticky(usable, inp, key, group.name)
             else:
                 ordered = order_tier(strategy, usable, inp)
+            label = (
+                f"tier {number}, {strategy}" if why == "model" else f"{why}: '{group.name}' tier {number}, {strategy}"
+            )
             for d, value in ordered:
                 if id(d) in seen:
                     continue
                 seen.add(id(d))
-                label = (
-                    f"tier {number}, {strategy}"
-                    if why == "model"
-                    else f"{why}: '{group.name}' tier {number}, {strategy}"
-                )
                 out.append(Candidate(d, name, label, value, group, number))
         return group
 

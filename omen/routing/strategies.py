@@ -100,10 +100,11 @@ def score_row(d: Deployment, inp: StrategyInput) -> tuple[float, float, float, f
     new deployment gets tried)."""
     latency_ms = _latency_ms(d, inp.stream)
     price = d.cost(inp.prompt_tokens, inp.output_tokens)
+    total, errors = d.stats.window_counts()
     return (
         HEALTH_SCORE.get(d.health(), 0.0),
         latency_ms if latency_ms is not None else 0.0,
-        d.stats.error_rate,
+        errors / total if total else 0.0,
         price if price is not None else 0.0,
         d.free_capacity(),
         inp.fit(d) if inp.fit is not None else 1.0,
