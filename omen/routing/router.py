@@ -188,7 +188,9 @@ class Router:
                     else Intent("chat", "not a chat request", "default")
                 )
             target, local_first = self._auto(intent)
-            why = f"auto: intent {intent.name} ({intent.reason}) -> '{target}'"
+            # the classifier's own reason quotes prompt words: it stays in /admin/routing/explain, out of the
+            # response header and the access log
+            why = f"auto: intent {intent.name} (by {intent.source}) -> '{target}'"
             reasons.append(why + (f"; local first ({local_first.id})" if local_first is not None else ""))
         inp = self._strategy_input(request, chat, headers, stream)
         override = None
