@@ -231,6 +231,9 @@ def _validate(tree: dict[str, Any], issues: list[ConfigIssue], locator: _LineLoc
             # a provider that failed its own validation already has an issue; don't report it twice
             if not known and f"providers.{provider}" not in {i.path for i in issues}:
                 issues.append(ConfigIssue(path, f"no provider '{provider}' is configured", locator.line(path)))
+        if mcfg.retries is not None and mcfg.retries < 0:
+            path = f"models.{mid}.retries"
+            issues.append(ConfigIssue(path, "must be 0 or more", locator.line(path)))
         _check_capabilities(mid, mcfg, issues, locator)
         models[mid] = mcfg
 
@@ -265,6 +268,8 @@ def _validate(tree: dict[str, Any], issues: list[ConfigIssue], locator: _LineLoc
         names.add(alias)
 
     routing = convert(tree.get("routing", {}), RoutingConfig, "routing") or RoutingConfig()
+    if routing.retries < 0:
+        issues.append(ConfigIssue("routing.retries", "must be 0 or more", locator.line("routing.retries")))
     known_models = names | {DEMO_MODEL}
     for mid, mcfg in models.items():
         for key in ("fallbacks", "context_window_fallbacks", "content_filter_fallbacks"):
@@ -387,8 +392,30 @@ def _decode_error_line(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+_PART = re.compile(r"^(.*?)((?:\[\d+\])*)$")
+
+
+def _path_parts(path: str) -> list[tuple[str, int | None]]:
+    """``routing.policies[1].cap.max_tokens`` -> [("routing", None), ("policies", 1), ("cap", None), ...]."""
+    out: list[tuple[str, int | None]] = []
+    for part in re.split(r"\.(?![^\[]*\])", path):
+        if not part:
+            continue
+        match = _PART.match(part)
+        name, indexes = (match.group(1), match.group(2)) if match else (part, "")
+        first = re.match(r"\[(\d+)\]", indexes)
+        out.append((name, int(first.group(1)) if first else None))
+    return out
+
+
 class _LineLocator:
-    """Finds the line of a dotted key path in TOML text (best effort: tables and plain keys)."""
+    """Finds the line of a dotted key path in TOML text (best effort: tables, arrays of tables and plain
+    keys).
+
+    The path is followed from the left: ``[a]`` / ``[a.b]`` table headers, and for an indexed part
+    (``routing.policies[2]``) the third ``[[routing.policies]]`` header, inside which deeper headers
+    and keys are looked for. The deepest header found wins; the next part of the path is then looked
+    for as a ``key =`` line below it (a key of an inline table or array reports its own line)."""
 
     def __init__(self, text: str) -> None:
         self.lines = text.splitlines()
@@ -396,30 +423,42 @@ class _LineLocator:
     def line(self, path: str) -> int | None:
         if not self.lines or not path:
             return None
-        parts = [p for p in re.split(r"\.(?![^\[]*\])", re.sub(r"\[\d+\]", "", path)) if p]
-        # Longest table header that prefixes the path, then the first key line below it.
-        for cut in range(len(parts), 0, -1):
-            header = self._find_header(parts[:cut])
-            if header is not None:
-                if cut == len(parts):
-                    return header + 1
-                key = parts[cut]
-                for i in range(header + 1, len(self.lines)):
-                    stripped = self.lines[i].strip()
-                    if stripped.startswith("["):
-                        break
-                    if re.match(rf'^"?{re.escape(key)}"?\s*=', stripped):
-                        return i + 1
-                return header + 1
-        for i, raw in enumerate(self.lines):
-            if re.match(rf'^\s*"?{re.escape(parts[0])}"?\s*=', raw):
+        parts = _path_parts(path)
+        names = [name for name, _ in parts]
+        lo, hi = 0, len(self.lines)  # the region the rest of the path lies in
+        best: int | None = None
+        depth = 0
+        for k in range(1, len(parts) + 1):
+            arrays = self._find_headers(names[:k], lo, hi, array=True)
+            if arrays:
+                index = parts[k - 1][1] or 0
+                if index >= len(arrays):
+                    break
+                lo = arrays[index]
+                hi = arrays[index + 1] if index + 1 < len(arrays) else hi
+                best, depth = lo, k
+                continue
+            tables = self._find_headers(names[:k], lo, hi, array=False)
+            if tables:
+                best, depth = tables[0], k
+        if best is None:
+            for i, raw in enumerate(self.lines):
+                if re.match(rf'^\s*"?{re.escape(names[0])}"?\s*=', raw):
+                    return i + 1
+            return None
+        if depth == len(parts):
+            return best + 1
+        key = names[depth]
+        for i in range(best + 1, len(self.lines)):
+            stripped = self.lines[i].strip()
+            if stripped.startswith("["):
+                break
+            if re.match(rf'^"?{re.escape(key)}"?\s*=', stripped):
                 return i + 1
-        return None
+        return best + 1
 
-    def _find_header(self, parts: list[str]) -> int | None:
+    def _find_headers(self, parts: list[str], lo: int, hi: int, *, array: bool) -> list[int]:
+        """Lines (0-based, in ``lo..hi``) of the ``[a.b]`` (``array``: ``[[a.b]]``) headers of ``parts``."""
         pattern = r"\s*\.\s*".join(rf'"?{re.escape(p)}"?' for p in parts)
-        rx = re.compile(rf"^\s*\[\s*{pattern}\s*\]")
-        for i, raw in enumerate(self.lines):
-            if rx.match(raw):
-                return i
-        return None
+        rx = re.compile(rf"^\s*\[\[\s*{pattern}\s*\]\]" if array else rf"^\s*\[\s*{pattern}\s*\](?!\])")
+        return [i for i in range(lo, hi) if rx.match(self.lines[i])]

@@ -134,6 +134,7 @@ class ModelConfig(_Section):
     hedge: bool = False  # start a second attempt on another deployment after the group's p95 first-byte time
     hedge_after_ms: float | None = None  # fixed hedge delay instead of the observed p95
     sticky: str | None = None  # "user" | "session": keep a user/session on one deployment (weights = A/B)
+    retries: int | None = None  # this model's retry budget per request (default: routing.retries)
 
 
 class BreakerConfig(_Section):
@@ -209,7 +210,7 @@ class PolicyRule(_Section):
 
 
 class RoutingConfig(_Section):
-    retries: int = 2  # per request, across deployments, within timeout_s
+    retries: int = 2  # repeated attempts per request on deployments that just failed (failovers are free)
     timeout_s: float = 600.0  # the request's overall deadline, retries and fallbacks included
     backoff_base_s: float = 0.25  # full-jitter exponential backoff between retries
     backoff_max_s: float = 8.0

@@ -92,6 +92,60 @@ provider = "nowhere"
     assert "master key is required" in issues["auth.master_key"].message
 
 
+def test_policy_and_retry_errors_have_lines(tmp_path: Path) -> None:
+    text = """[models.m1]
+provider = "demo"
+retries = -1
+
+[routing]
+retries = -2
+
+[[routing.policies]]
+name = "first"
+action = "route"
+route = "m1"
+
+[[routing.policies]]
+name = "second"
+action = "route"
+route = "nowhere"
+split = [{ model = "m1", weight = 1 }]
+
+[[routing.policies]]
+name = "third"
+action = "rewrite"
+[routing.policies.cap]
+max_tokens = -5
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={})
+    issues = {i.path: i for i in info.value.issues}
+    assert issues["models.m1.retries"].line == 3 and "0 or more" in issues["models.m1.retries"].message
+    assert issues["routing.retries"].line == 6 and "0 or more" in issues["routing.retries"].message
+    # the i-th [[routing.policies]] header, then the key below it
+    assert issues["routing.policies[1].route"].line == 16  # not the first rule's route (line 11)
+    assert issues["routing.policies[1]"].line == 13  # "route or split, not both": the rule's header
+    assert issues["routing.policies[2].cap.max_tokens"].line == 23  # in a subtable of the third rule
+    # paths of other sections still resolve as before
+    assert issues["routing.policies[1].route"].message == "'nowhere' is not a configured model"
+
+
+def test_unknown_policy_key_has_its_line(tmp_path: Path) -> None:
+    text = """[[routing.policies]]
+name = "first"
+action = "deny"
+
+[[routing.policies]]
+name = "second"
+action = "deny"
+colour = "blue"
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={})
+    [issue] = info.value.issues
+    assert (issue.path, issue.message, issue.line) == ("routing.policies[1].colour", "unknown key", 8)
+
+
 def test_wrong_types_and_toml_syntax(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, '[server]\nworkers = "two"\n'), env={})
