@@ -33,6 +33,7 @@ class ModelGroup:
     hedge: bool = False
     hedge_after_ms: float | None = None
     sticky: str | None = None
+    retries: int | None = None  # the request's retry budget when this is its model (None: routing.retries)
     all_served: bool = False  # every deployment's provider is configured (always, past the loader's checks)
 
     @property
@@ -88,6 +89,7 @@ class Deployments:
                 hedge=mcfg.hedge,
                 hedge_after_ms=mcfg.hedge_after_ms,
                 sticky=mcfg.sticky,
+                retries=mcfg.retries,
             )
             out.groups[mid] = group
         for alias, target in table.aliases.items():

@@ -22,6 +22,8 @@ def config(up, **timeouts) -> dict:
         "providers": {"openai": provider},
         "models": {"gpt-4o-mini": {"provider": "openai"}},
         "server": {"max_body_bytes": 4096},
+        # how one upstream failure reaches the client: no retries (tests/integration/test_resilience.py)
+        "routing": {"retries": 0},
     }
 
 
@@ -93,6 +95,7 @@ async def test_upstream_unreachable_and_reset(tmp_path) -> None:
     dead = {
         "providers": {"openai": {"type": "openai", "api_key": "k", "base_url": f"http://127.0.0.1:{dead_port}/v1"}},
         "models": {"gpt-4o-mini": {"provider": "openai"}},
+        "routing": {"retries": 0},
     }
     async with running_omen(dead, tmp_path=tmp_path) as omen, httpx.AsyncClient(base_url=omen.v1) as http:
         error = assert_openai_error(await http.post("/chat/completions", json=CHAT), 502)

@@ -85,6 +85,7 @@ async def omen_with_bedrock(
 ) -> AsyncIterator[Matrix]:
     async with open_fake_upstream("bedrock", api_key=key, **options) as up:
         cfg = {
+            "routing": {"retries": 0},  # one upstream error -> one client error: translation, not retries
             **(extra or {}),
             "providers": {"aws": provider_config(up, **(provider or {}))},
             "models": {

@@ -72,7 +72,11 @@ async def gigachat(
             "base_url": up.url(API_BASE),
             **(provider or {}),
         }
-        cfg = {"providers": {"gigachat": section}, "models": {"giga": {"provider": "gigachat", "model": MODEL}}}
+        cfg = {
+            "providers": {"gigachat": section},
+            "models": {"giga": {"provider": "gigachat", "model": MODEL}},
+            "routing": {"retries": 0},  # one upstream error -> one client error: translation, not retries
+        }
         async with running_omen(cfg, tmp_path=tmp_path) as omen:
             client = openai.AsyncOpenAI(base_url=omen.v1, api_key="unused", max_retries=0)
             try:

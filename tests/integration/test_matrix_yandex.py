@@ -65,6 +65,7 @@ async def yandex(tmp_path: Any, *, provider: dict[str, Any] | None = None, **opt
         cfg = {
             "providers": {"yandex": section},
             "models": {"ygpt": {"provider": "yandex", "model": "yandexgpt"}},
+            "routing": {"retries": 0},  # one upstream error -> one client error: translation, not retries
         }
         async with running_omen(cfg, tmp_path=tmp_path) as omen:
             client = openai.AsyncOpenAI(base_url=omen.v1, api_key="unused", max_retries=0)

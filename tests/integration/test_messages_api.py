@@ -431,7 +431,8 @@ async def test_errors_unknown_model_and_bad_requests(tmp_path) -> None:
 
 
 async def test_errors_from_the_upstream(tmp_path) -> None:
-    async with serve("openai", tmp_path) as s:
+    # how one upstream error is rendered in Anthropic's shape: no retries
+    async with serve("openai", tmp_path, config={"routing": {"retries": 0}}) as s:
         user = [{"role": "user", "content": "x"}]
         s.up.fault = Fault.rate_limited(retry_after=7)
         with pytest.raises(anthropic.RateLimitError) as info:
@@ -554,6 +555,7 @@ async def serve_native(kind: str, tmp_path: Any, **options: Any) -> AsyncIterato
         cfg = {
             "providers": {kind: {"type": kind, "api_key": NATIVE_KEY, "base_url": up.base_url}},
             "models": {"native": {"provider": kind, "model": upstream}},
+            "routing": {"retries": 0},  # the closing 429 is about its Anthropic rendering, not a retry
         }
         async with running_omen(cfg, tmp_path=tmp_path) as omen:
             client = anthropic.AsyncAnthropic(base_url=omen.url, api_key="unused", max_retries=0)

@@ -103,15 +103,20 @@ async def test_bursts_of_5xx_fail_over_and_no_request_is_lost(tmp_path) -> None:
         for reply, headers in results:
             assert reply.choices[0].message.content.startswith("Echo: hello")
             assert headers["x-omen-deployment"] in ("d1", "d2", "d3")
-            assert 1 <= int(headers["x-omen-attempts"]) <= 4
+            # at most every candidate once plus the 3 retries (failovers do not spend the budget)
+            assert 1 <= int(headers["x-omen-attempts"]) <= 4 + 3
         retried = [h for _, h in results if int(h["x-omen-attempts"]) > 1]
-        assert retried and all("failover after" in h["x-omen-route-reason"] for h in retried)
+        assert retried
+        for h in retried:
+            reason = h["x-omen-route-reason"]
+            assert "failover after" in reason or "retry " in reason
         assert e.ups[0].request_count > 0  # it was tried (until its breaker opened)
 
 
 async def test_429_retry_after_is_honoured_on_the_same_provider(tmp_path) -> None:
-    # two deployments of one provider account (one fake): its Retry-After speaks for both
-    models = {"duo": group(dep(0, model="m1", id="m1"), dep(0, model="m2", id="m2"))}
+    # two deployments of one provider account (one fake): its Retry-After speaks for both. m1 asks for
+    # longer than backoff_max_s while m2 is left, so m1 is not retried; m2 waits out the account's pause.
+    models = {"duo": group(dep(0, model="m1", id="m1"), dep(0, model="m2", id="m2"), strategy="least-busy")}
     async with env(tmp_path, models, fakes=1) as e:
         up = e.ups[0]
         up.fault_once(Fault.rate_limited(retry_after=1))
@@ -121,6 +126,8 @@ async def test_429_retry_after_is_honoured_on_the_same_provider(tmp_path) -> Non
             raw = await e.client.chat.completions.with_raw_response.create(model="duo", messages=HI)
         assert raw.headers["x-omen-attempts"] == "2"
         assert up.requests[0].status == 429 and up.requests[1].status == 200
+        assert up.requests[0].json["model"] != up.requests[1].json["model"]  # failover, not a retry
+        assert "no retry of" in raw.headers["x-omen-route-reason"]
         assert times[1] - times[0] >= 0.95  # the second request waited out the Retry-After
 
 
@@ -135,19 +142,23 @@ async def test_429_on_another_provider_fails_over_without_waiting(tmp_path) -> N
         assert record["latency_ms"] < 30_000  # a 30 s Retry-After of p0 did not hold up p1
 
 
-async def test_connection_resets_fail_over(tmp_path) -> None:
+async def test_connection_resets_are_retried_then_fail_over(tmp_path) -> None:
     models = {"duo": group(dep(0), dep(1, priority=2))}
-    async with env(tmp_path, models) as e:
+    async with env(tmp_path, models, routing={"retries": 1}) as e:
         e.ups[0].fault = Fault(reset_before_headers=True, rst=True)
         for stream in (False, True):
             response = await e.client.chat.completions.with_raw_response.create(model="duo", messages=HI, stream=stream)
             assert response.headers["x-omen-deployment"] == "d1"
-        assert [r.outcome for r in e.ups[0].requests] == ["reset", "reset"]
+            assert response.headers["x-omen-attempts"] == "3"  # d0, its retry, then d1
+            reason = response.headers["x-omen-route-reason"]
+            assert "retry d0 after 502" in reason and "failover after 502 from d0" in reason
+        assert [r.outcome for r in e.ups[0].requests] == ["reset"] * 4
 
 
 async def test_hang_before_headers_moves_to_the_next_deployment(tmp_path) -> None:
+    # retries = 0: a first-byte timeout is retryable; this is about leaving the hung deployment
     models = {"duo": group(dep(0), dep(1, priority=2))}
-    async with env(tmp_path, models, timeouts={"first_byte": 0.3}) as e:
+    async with env(tmp_path, models, timeouts={"first_byte": 0.3}, routing={"retries": 0}) as e:
         e.ups[0].fault = Fault(delay_headers=10)
         raw = await e.client.chat.completions.with_raw_response.create(model="duo", messages=HI)
         assert raw.parse().choices[0].message.content == "Echo: hello"
@@ -194,13 +205,141 @@ async def test_content_filter_refusal_goes_to_the_configured_fallback(tmp_path) 
         assert "content_filter_fallbacks after 400 from d0" in raw.headers["x-omen-route-reason"]
 
 
-async def test_single_deployment_errors_reach_the_client_untouched(tmp_path) -> None:
-    models = {"solo": {"provider": "p0", "model": "gpt-4o-mini"}}
-    async with env(tmp_path, models, fakes=1) as e:
-        e.ups[0].fault_once(Fault.rate_limited(retry_after=7))
+async def test_a_200_content_filter_refusal_goes_to_the_fallbacks(tmp_path) -> None:
+    refuse = Fault(finish_reason="content_filter")
+    models = {
+        "filtered": group(dep(0), content_filter_fallbacks=["lenient", "other"]),
+        "lenient": {"provider": "p1", "model": "lenient-model"},
+        "other": {"provider": "p2", "model": "other-model"},
+    }
+    async with env(tmp_path, models, fakes=3) as e:
+        p0, p1, p2 = e.ups
+        p0.fault = refuse
+        raw = await e.client.chat.completions.with_raw_response.create(model="filtered", messages=HI)
+        reply = raw.parse()  # the refused answer never reached the client
+        assert reply.choices[0].finish_reason == "stop" and reply.model == "lenient-model"
+        assert raw.headers["x-omen-deployment"] == "p1/lenient-model" and raw.headers["x-omen-attempts"] == "2"
+        assert "content_filter_fallbacks after a refusal (200) from d0" in raw.headers["x-omen-route-reason"]
+        # the first fallback refuses too: the next one answers
+        p1.fault = refuse
+        raw = await e.client.chat.completions.with_raw_response.create(model="filtered", messages=HI)
+        assert raw.parse().choices[0].finish_reason == "stop"
+        assert raw.headers["x-omen-deployment"] == "p2/other-model" and raw.headers["x-omen-attempts"] == "3"
+        # every fallback refuses: the last refusal is the answer, a normal 200
+        p2.fault = refuse
+        raw = await e.client.chat.completions.with_raw_response.create(model="filtered", messages=HI)
+        reply = raw.parse()
+        assert raw.http_response.status_code == 200 and reply.choices[0].finish_reason == "content_filter"
+        assert reply.model == "other-model" and raw.headers["x-omen-deployment"] == "p2/other-model"
+        assert raw.headers["x-omen-attempts"] == "3"
+        assert [up.request_count for up in e.ups] == [3, 3, 2]
+        # a fallback may refuse with a 400 instead; a refusal held back beats a later error
+        p2.fault = Fault.azure_content_filter()
+        raw = await e.client.chat.completions.with_raw_response.create(model="filtered", messages=HI)
+        assert raw.parse().choices[0].finish_reason == "content_filter"
+        assert raw.headers["x-omen-deployment"] == "p1/lenient-model" and raw.headers["x-omen-attempts"] == "3"
+        reason = raw.headers["x-omen-route-reason"]
+        assert "answered with the refusal from p1/lenient-model (last fallback: 400 from p2/other-model)" in reason
+        assert [up.request_count for up in e.ups] == [4, 4, 3]
+        # a stream cannot be taken back: its refusal reaches the client, no fallback is tried
+        stream = await e.client.chat.completions.create(model="filtered", messages=HI, stream=True)
+        finishes = [c.choices[0].finish_reason async for c in stream if c.choices and c.choices[0].finish_reason]
+        assert finishes == ["content_filter"]
+        assert [up.request_count for up in e.ups] == [5, 4, 3]
+
+
+async def test_retries_0_passes_the_first_error_through(tmp_path) -> None:
+    models = {"solo": {"provider": "p0", "model": "gpt-4o-mini"}, "patient": {"provider": "p0", "retries": 1}}
+    async with env(tmp_path, models, fakes=1, routing={"retries": 0}) as e:
+        up = e.ups[0]
+        up.fault_once(Fault.rate_limited(retry_after=7))
         response = await e.http.post("/chat/completions", json={"model": "solo", "messages": HI})
         assert response.status_code == 429 and response.headers["retry-after"] == "7"
+        assert response.headers["x-omen-attempts"] == "1" and up.request_count == 1
+        up.fault_once(Fault(status=503))
+        response = await e.http.post("/chat/completions", json={"model": "solo", "messages": HI})
+        assert response.status_code == 503 and up.request_count == 2
+        # a model's own retries override [routing] retries
+        up.fault_once(Fault(status=503))
+        response = await e.http.post("/chat/completions", json={"model": "patient", "messages": HI})
+        assert response.status_code == 200 and response.headers["x-omen-attempts"] == "2"
+        assert [r.status for r in up.requests[2:]] == [503, 200]
+
+
+# ---- retries on the same deployment -------------------------------------------------------------------
+
+
+async def test_single_deployment_recovers_from_one_503(tmp_path) -> None:
+    models = {"solo": {"provider": "p0", "model": "gpt-4o-mini"}}
+    async with env(tmp_path, models, fakes=1) as e:
+        up = e.ups[0]
+        for stream in (False, True):
+            up.fault_once(Fault(status=503))
+            raw = await e.client.chat.completions.with_raw_response.create(model="solo", messages=HI, stream=stream)
+            assert raw.headers["x-omen-attempts"] == "2"  # the attempts header counts the retry
+            assert raw.headers["x-omen-deployment"] == "p0/gpt-4o-mini"
+            assert "retry p0/gpt-4o-mini after 503" in raw.headers["x-omen-route-reason"]
+            if stream:
+                async for _ in raw.parse():
+                    pass
+            else:
+                assert raw.parse().choices[0].message.content == "Echo: hello"
+        assert [r.status for r in up.requests] == [503, 200, 503, 200]
+
+
+async def test_single_deployment_waits_out_a_429_retry_after(tmp_path) -> None:
+    models = {"solo": {"provider": "p0", "model": "gpt-4o-mini"}}
+    async with env(tmp_path, models, fakes=1) as e:
+        up = e.ups[0]
+        up.fault_once(Fault.rate_limited(retry_after=0.2))  # longer than backoff_max_s (0.05): Retry-After rules
+        times: list[float] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(arrivals, up, 2, times)
+            raw = await e.client.chat.completions.with_raw_response.create(model="solo", messages=HI)
+        assert raw.parse().choices[0].message.content == "Echo: hello"
+        assert raw.headers["x-omen-attempts"] == "2"
+        assert [r.status for r in up.requests] == [429, 200]
+        assert times[1] - times[0] >= 0.18  # the retry came after the Retry-After (as the fake saw it)
+
+
+async def test_retries_then_fallback_and_the_attempts_header_counts_them(tmp_path) -> None:
+    models = {"duo": group(dep(0), dep(1, priority=2))}
+    async with env(tmp_path, models, routing={"retries": 2}) as e:
+        e.ups[0].fault = Fault(status=503)
+        raw = await e.client.chat.completions.with_raw_response.create(model="duo", messages=HI)
+        assert raw.headers["x-omen-deployment"] == "d1"
+        assert raw.headers["x-omen-attempts"] == "4"  # d0, two retries of d0, then d1
+        reason = raw.headers["x-omen-route-reason"]
+        assert reason.count("retry d0 after 503") == 2 and "failover after 503 from d0" in reason
+        assert e.ups[0].request_count == 3 and e.ups[1].request_count == 1
+        # a deployment-specific error (401) fails over without a retry
+        e.ups[0].fault = Fault(status=401)
+        raw = await e.client.chat.completions.with_raw_response.create(model="duo", messages=HI)
+        assert raw.headers["x-omen-deployment"] == "d1" and raw.headers["x-omen-attempts"] == "2"
+        assert e.ups[0].request_count == 4
+        # so does a 429 that is a billing state (insufficient_quota), not a rate limit
+        quota = {
+            "message": "You exceeded your current quota.",
+            "type": "insufficient_quota",
+            "code": "insufficient_quota",
+        }
+        e.ups[0].fault = Fault(status=429, body={"error": {**quota, "param": None}})
+        raw = await e.client.chat.completions.with_raw_response.create(model="duo", messages=HI)
+        assert raw.headers["x-omen-deployment"] == "d1" and raw.headers["x-omen-attempts"] == "2"
+        assert e.ups[0].request_count == 5
+
+
+async def test_retry_after_past_the_deadline_ends_at_once(tmp_path) -> None:
+    models = {"solo": {"provider": "p0", "model": "gpt-4o-mini"}}
+    async with env(tmp_path, models, fakes=1, routing={"timeout_s": 5, "retries": 3}) as e:
+        e.ups[0].fault = Fault.rate_limited(retry_after=30)
+        response = await e.http.post("/chat/completions", json={"model": "solo", "messages": HI})
+        assert response.status_code == 429 and response.headers["retry-after"] == "30"
         assert response.headers["x-omen-attempts"] == "1" and e.ups[0].request_count == 1
+        reason = response.headers["x-omen-route-reason"]
+        assert "deadline: no retry of p0/gpt-4o-mini (Retry-After 30s ends past the 5s deadline)" in reason
+        record = await e.omen.log_for(response.headers["x-request-id"])
+        assert record["latency_ms"] < 5000  # answered without waiting for the deadline
 
 
 # ---- never retried once the response started ---------------------------------------------------------
@@ -248,12 +387,14 @@ async def test_breaker_opens_after_the_threshold_and_recovers_through_half_open(
 
 
 async def test_all_breakers_open_answers_503_with_retry_after(tmp_path) -> None:
-    routing = {"breaker": {"min_requests": 2, "error_rate": 0.5, "cooldown_s": 30}}
+    routing = {"retries": 5, "breaker": {"min_requests": 2, "error_rate": 0.5, "cooldown_s": 30}}
     models = {"solo": {"provider": "p0", "model": "gpt-4o-mini"}}
     async with env(tmp_path, models, fakes=1, routing=routing) as e:
         e.ups[0].fault = Fault(status=502)
-        for _ in range(2):
-            assert (await e.http.post("/chat/completions", json={"model": "solo", "messages": HI})).status_code == 502
+        first = await e.http.post("/chat/completions", json={"model": "solo", "messages": HI})
+        # the retry's failure opened the breaker, which ends the retries (5 were allowed)
+        assert first.status_code == 502 and first.headers["x-omen-attempts"] == "2"
+        assert "no retry of p0/gpt-4o-mini: its breaker opened" in first.headers["x-omen-route-reason"]
         response = await e.http.post("/chat/completions", json={"model": "solo", "messages": HI})
         assert response.status_code == 503 and response.json()["error"]["code"] == "deployment_unavailable"
         assert int(response.headers["retry-after"]) >= 1
@@ -264,7 +405,8 @@ async def test_all_breakers_open_answers_503_with_retry_after(tmp_path) -> None:
 
 
 async def test_retries_stop_at_the_deadline(tmp_path) -> None:
-    # five deployments that each take 0.4 s to fail; with a 1 s deadline only three can start
+    # five deployments that each take 0.4 s to fail (d0 is retried first: 10 retries allowed); with a
+    # 1 s deadline only three attempts can start, and the third is cut off by the deadline
     models = {"many": group(*(dep(i, priority=i + 1) for i in range(5)))}
     async with env(tmp_path, models, fakes=5, share=True, routing={"retries": 10, "timeout_s": 1.0}) as e:
         e.ups[0].fault = Fault(status=503, delay_headers=0.4)
