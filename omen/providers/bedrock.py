@@ -37,6 +37,7 @@ from omen.providers.bedrock_auth import BearerKey, resolve_credentials, sigv4_he
 from omen.providers.bedrock_request import converse_body
 from omen.providers.bedrock_response import chat_message, decode_converse, decode_titan, finish_reason, http_error
 from omen.providers.bedrock_stream import BedrockChatStream
+from omen.providers.credentials import require_header_safe
 from omen.providers.ollama import _float32_base64, _request, random_id
 
 
@@ -75,6 +76,12 @@ class BedrockProvider:
         self.region = config.region
         self._endpoint = (config.base_url or default_endpoint(config.region)).rstrip("/")
         self._credentials = resolve_credentials(provider_id, config, os.environ if environ is None else environ)
+        if isinstance(self._credentials, BearerKey):
+            require_header_safe(provider_id, "the Bedrock API key", self._credentials.key)
+        else:  # from the environment or a profile too: a stray newline would otherwise be quoted in errors
+            frozen = self._credentials.get_frozen_credentials()
+            require_header_safe(provider_id, "the AWS access key id", frozen.access_key)
+            require_header_safe(provider_id, "the AWS session token", frozen.token)
         # What botocore sends: Content-Type always, Accept only for InvokeModel (there it is a modelled
         # parameter naming the response body's type); Converse and ConverseStream get none.
         names = {k.lower() for k in config.headers}
@@ -82,6 +89,14 @@ class BedrockProvider:
         accept = [] if "accept" in names else [("Accept", "application/json")]
         self._headers = [*content_type, *config.headers.items()]
         self._invoke_headers = [*content_type, *accept, *config.headers.items()]
+
+    @property
+    def credential_values(self) -> tuple[str, ...]:
+        """What errors must never quote (omen.providers.credentials), wherever the keys were found."""
+        if isinstance(self._credentials, BearerKey):
+            return (self._credentials.key,)
+        creds = self._credentials.get_frozen_credentials()
+        return tuple(v for v in (creds.access_key, creds.secret_key, creds.token) if v)
 
     def endpoints(self) -> list[str]:
         return [self._endpoint]

@@ -20,7 +20,7 @@ from omen.errors import OmenError
 from omen.providers.base import Chunk, StreamEnd, StreamError, StreamEvent, StreamUsage
 from omen.providers.bedrock_request import JSON_TOOL
 from omen.providers.bedrock_response import TokenUsage, aws_error, exception_name, finish_reason
-from omen.providers.upstream_errors import invalid_upstream_body, snippet
+from omen.providers.upstream_errors import invalid_upstream_body, redact, snippet
 
 _END = StreamEnd()
 
@@ -120,7 +120,7 @@ class BedrockChatStream:
             text = _text(headers.get(":error-message"))
             error = OmenError(
                 502,
-                f"Upstream provider '{self.provider}' reported {code}: {text}",
+                redact(self.provider, f"Upstream provider '{self.provider}' reported {code}: {text}"),
                 type="server_error",
                 code="upstream_error",
             )

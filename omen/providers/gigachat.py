@@ -96,6 +96,7 @@ class GigaChatProvider:
             scope=config.scope or DEFAULT_SCOPE,
             auth_url=config.auth_url or DEFAULT_AUTH_URL,
         )
+        self.credential_values = self.token_flow.credential_values  # never quoted in errors
         names = {k.lower() for k in config.headers}
         extra = [(k, v) for k, v in config.headers.items() if k.lower() != "authorization"]
         accept = [] if "accept" in names else [("Accept", "application/json")]

@@ -18,7 +18,8 @@ import orjson
 
 from omen.errors import OmenError
 from omen.providers.base import Headers, Token, UpstreamRequest
-from omen.providers.upstream_errors import snippet
+from omen.providers.credentials import header_problem, require_header_safe
+from omen.providers.upstream_errors import MIN_SECRET, redact, snippet
 
 DEFAULT_AUTH_URL = "https://ngw.devices.sberbank.ru:9443/api/v2/oauth"
 DEFAULT_SCOPE = "GIGACHAT_API_PERS"
@@ -56,6 +57,8 @@ class GigaChatTokenFlow:
             raise ValueError(f"provider '{provider_id}': auth_url must be an http(s) URL, got {auth_url!r}")
         self.provider_id = provider_id
         self._key = authorization_key(credentials)
+        require_header_safe(provider_id, "credentials", self._key)
+        self.credential_values = _credential_forms(credentials, self._key)
         self._endpoint = f"{parts.scheme}://{parts.netloc}"
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._body = urlencode({"scope": scope}).encode()
@@ -86,7 +89,15 @@ class GigaChatTokenFlow:
             raise OmenError(
                 502,
                 f"Upstream provider '{self.provider_id}': the OAuth token exchange returned an answer without "
-                f"'access_token' and 'expires_at': {self._scrub(snippet(body))}",
+                f"'access_token' and 'expires_at': {snippet(self._scrub_body(body))}",
+                type="server_error",
+                code="upstream_invalid_response",
+            )
+        if header_problem(value) is not None:  # it becomes a header value; h11 would quote it in its error
+            raise OmenError(
+                502,
+                f"Upstream provider '{self.provider_id}': the OAuth token exchange returned an access token that "
+                "cannot be sent in an HTTP header",
                 type="server_error",
                 code="upstream_invalid_response",
             )
@@ -94,7 +105,7 @@ class GigaChatTokenFlow:
         return Token(value=value, expires_at=seconds)
 
     def _failure(self, status: int, headers: Headers, body: bytes) -> OmenError:
-        detail = self._scrub(_message(body) or f"HTTP {status}")
+        detail = self._scrub(_message(self._scrub_body(body)) or f"HTTP {status}")
         text = f"Upstream provider '{self.provider_id}': the OAuth token exchange failed (HTTP {status}): {detail}"
         if status == 429:
             retry = {k.lower(): v for k, v in headers if k.lower() in ("retry-after", "retry-after-ms")}
@@ -107,7 +118,25 @@ class GigaChatTokenFlow:
 
     def _scrub(self, text: str) -> str:
         """Never echo the authorization key, even if an error page quotes the request."""
-        return text.replace(self._key, "***") if self._key else text
+        for secret in self.credential_values:
+            text = text.replace(secret, "***")
+        return redact(self.provider_id, text)
+
+    def _scrub_body(self, body: bytes) -> bytes:
+        """Scrubbed before it is cut to a snippet: a key cut in two would not be recognised."""
+        return self._scrub(body.decode("utf-8", "replace")).encode()
+
+
+def _credential_forms(credentials: str, key: str) -> tuple[str, ...]:
+    """The key as sent, as configured, and ``client_id:client_secret`` / the client secret inside it."""
+    forms = {key, credentials.strip()}
+    try:
+        decoded = base64.b64decode(key, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        decoded = ""
+    if ":" in decoded:
+        forms.update((decoded, decoded.partition(":")[2]))
+    return tuple(sorted((f for f in forms if len(f) >= MIN_SECRET), key=len, reverse=True))
 
 
 def _is_number(value: Any) -> bool:

@@ -19,7 +19,14 @@ import orjson
 from omen.errors import OmenError
 from omen.providers.base import Chunk, StreamEnd, StreamError, StreamEvent, StreamUsage, Usage
 from omen.providers.gigachat_request import Mode
-from omen.providers.upstream_errors import default_error_type, invalid_upstream_body, snippet, status_hint
+from omen.providers.upstream_errors import (
+    default_error_type,
+    invalid_upstream_body,
+    redact,
+    redact_body,
+    snippet,
+    status_hint,
+)
 from omen.streaming.sse import SSEDecoder
 
 _FINISH = {
@@ -92,7 +99,10 @@ def in_band_error(provider: str, answer: _Answer, body: bytes) -> OmenError | No
     if answer.choices is not None or (answer.status is None and answer.message is None):
         return None
     status = status_hint({"status": answer.status}, 502)
-    message = answer.message if isinstance(answer.message, str) and answer.message else snippet(body)
+    if isinstance(answer.message, str) and answer.message:
+        message = redact(provider, answer.message)
+    else:
+        message = snippet(redact_body(provider, body))
     return OmenError(status, f"Upstream provider '{provider}' reported: {message}", type=default_error_type(status))
 
 

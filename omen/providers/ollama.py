@@ -56,7 +56,7 @@ from omen.providers.base import (
     UpstreamRequest,
     Usage,
 )
-from omen.providers.upstream_errors import invalid_upstream_body, normalise_error
+from omen.providers.upstream_errors import invalid_upstream_body, normalise_error, redact
 from omen.streaming.sse import LineSplitter
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:11434"
@@ -314,7 +314,7 @@ def _decode_line(provider: str, body: bytes) -> _Line:
 
 
 def _upstream_error(provider: str, error: Any, status: int = 502) -> OmenError:
-    message = error if isinstance(error, str) else orjson.dumps(error).decode()
+    message = redact(provider, error if isinstance(error, str) else orjson.dumps(error).decode())
     return OmenError(status, f"Upstream provider '{provider}' reported: {message}", type="server_error")
 
 

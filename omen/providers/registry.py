@@ -7,8 +7,10 @@ import importlib
 from omen.config.schema import ProviderConfig
 from omen.providers.azure import AzureProvider
 from omen.providers.base import Provider
+from omen.providers.credentials import check_config, provider_secrets
 from omen.providers.ollama import OllamaProvider
 from omen.providers.openai_compat import OpenAICompatibleProvider, OpenAIProvider
+from omen.providers.upstream_errors import register_secrets
 from omen.providers.xai import XAIProvider
 
 PROVIDER_TYPES: dict[str, type] = {
@@ -53,4 +55,10 @@ def provider_type(provider_id: str, cfg: ProviderConfig) -> str:
 
 
 def create_provider(provider_id: str, cfg: ProviderConfig) -> Provider:
-    return provider_class(provider_type(provider_id, cfg))(provider_id, cfg)
+    """Build the adapter; its credentials must fit in a header and are registered so that no error
+    relayed to a client can quote them (omen.providers.credentials)."""
+    kind = provider_type(provider_id, cfg)
+    check_config(provider_id, cfg)
+    provider = provider_class(kind)(provider_id, cfg)
+    register_secrets(provider_id, provider_secrets(provider, cfg))
+    return provider

@@ -3,6 +3,7 @@ FastAPI), normalised into the OpenAI error OMEN returns. Shared by every adapter
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -48,6 +49,54 @@ def default_error_type(status: int) -> str:
     if status >= 500:
         return "server_error"
     return _TYPE_BY_STATUS.get(status, "invalid_request_error")
+
+
+# ---- the gateway's own credentials never leave in an error ----------------------------------------
+#
+# Upstream error texts are relayed to clients and written to the access log, and some upstreams (proxies,
+# self-hosted servers, AWS signature errors) quote the request's credentials back. Every provider's
+# credentials are registered here when it is built (registry.create_provider) and masked in every error
+# built below - before a body is cut to a snippet, so a key straddling the cut cannot leak in part.
+
+_SECRETS: dict[str, tuple[str, ...]] = {}
+MIN_SECRET = 6  # shorter values would mask ordinary words; no real credential is that short
+
+
+def register_secrets(provider: str, values: Iterable[str | None]) -> None:
+    """Remember credential values of ``provider`` that its errors must never quote."""
+    found = set(_SECRETS.get(provider, ()))
+    for value in values:
+        value = (value or "").strip()
+        if len(value) >= MIN_SECRET:
+            found.add(value)
+            if "/" in value:
+                found.add(value.replace("/", "\\/"))  # as JSON encoders that escape '/' write it
+    if found:
+        _SECRETS[provider] = tuple(sorted(found, key=len, reverse=True))
+
+
+def redact(provider: str, text: str) -> str:
+    """``text`` with every registered credential of ``provider`` replaced by ``***``."""
+    for secret in _SECRETS.get(provider, ()):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def redact_body(provider: str, body: bytes) -> bytes:
+    if provider not in _SECRETS:
+        return body
+    return redact(provider, body.decode("utf-8", "replace")).encode()
+
+
+def _redact_value(provider: str, value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(provider, value)
+    if isinstance(value, dict):
+        return {k: _redact_value(provider, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_value(provider, v) for v in value]
+    return value
 
 
 def snippet(body: bytes, limit: int = _SNIPPET) -> str:
@@ -102,6 +151,7 @@ def normalise_error(
     The status is kept so OpenAI SDKs pick the right exception class and retry policy. ``fields`` may
     be passed when the caller already decoded the body.
     """
+    body = redact_body(provider, body)
     if fields is None:
         try:
             fields = error_fields(orjson.loads(body)) if body.strip() else None
@@ -117,7 +167,7 @@ def normalise_error(
             message = f"Upstream provider '{provider}' returned HTTP {status} (not JSON): {snippet(body)}"
     type_ = fields.get("type") if fields else None
     param = fields.get("param") if fields else None
-    extra = {k: fields[k] for k in _KEEP_EXTRA if fields and fields.get(k) is not None}
+    extra = {k: _redact_value(provider, fields[k]) for k in _KEEP_EXTRA if fields and fields.get(k) is not None}
     kept: dict[str, str] = {}
     if status in (429, 503) and headers:
         for name, value in headers:
@@ -128,10 +178,10 @@ def normalise_error(
         code = "rate_limit_exceeded"
     return UpstreamError(
         status,
-        message,
+        redact(provider, message),
         type=type_ if isinstance(type_, str) and type_ else default_error_type(status),
         code=code,
-        param=param if isinstance(param, str) else None,
+        param=redact(provider, param) if isinstance(param, str) else None,
         headers=kept,
         extra=extra,
     )
@@ -140,7 +190,7 @@ def normalise_error(
 def invalid_upstream_body(provider: str, what: str, body: bytes) -> OmenError:
     return OmenError(
         502,
-        f"Upstream provider '{provider}' returned {what} that is not valid: {snippet(body)}",
+        f"Upstream provider '{provider}' returned {what} that is not valid: {snippet(redact_body(provider, body))}",
         type="server_error",
         code="upstream_invalid_response",
     )
