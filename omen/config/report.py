@@ -2,8 +2,39 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from omen.config.loader import DEMO_MODEL, LoadedConfig
 from omen.config.secrets import mask
+
+# Query parameters whose value is a credential (?key=..., ?sig=..., ?access_token=...).
+_SECRET_PARAMS = ("key", "token", "secret", "sig", "pass", "auth", "credential", "code")
+_SHOWN_SECRET_MIN = 20  # below this, first 3 + last 2 characters would be too much of the secret
+
+
+def _secret(secret: str | None) -> str:
+    """Whether a secret is set; its ends only when they are a small part of it."""
+    if secret and len(secret) < _SHOWN_SECRET_MIN:
+        return "****"
+    return mask(secret)
+
+
+def _param(param: str) -> str:
+    name, eq, _ = param.partition("=")
+    return f"{name}=***" if eq and any(word in name.lower() for word in _SECRET_PARAMS) else param
+
+
+def _url(url: str) -> str:
+    """A configured URL without the credentials it may carry (user:password@, ?key=...)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(not a valid URL)"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = "&".join(_param(p) for p in parts.query.split("&")) if parts.query else ""
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -24,10 +55,11 @@ def describe(loaded: LoadedConfig) -> str:
     if config.providers:
         rows = [["provider", "type", "endpoint", "api key", "source"]]
         for pid, p in config.providers.items():
-            endpoint = p.base_url or p.endpoint or ", ".join(p.endpoints or []) or "(default)"
+            urls = [p.base_url] if p.base_url else [p.endpoint] if p.endpoint else p.endpoints or []
+            endpoint = ", ".join(_url(u) for u in urls) or "(default)"
             secret = p.api_key or p.azure_ad_token
             rows.append(
-                [pid, p.type or pid, endpoint, mask(secret), "environment" if pid in loaded.detected else "file"]
+                [pid, p.type or pid, endpoint, _secret(secret), "environment" if pid in loaded.detected else "file"]
             )
         out += ["", _table(rows)]
     else:
