@@ -66,6 +66,22 @@ class FetchPolicy:
         )
 
 
+class Budget:
+    """Bytes the remaining downloads of one request may still bring in, shared by its fetches (trio runs
+    them on one thread: a check and a decrement between two awaits cannot interleave)."""
+
+    __slots__ = ("limit", "remaining")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = self.remaining = limit
+
+    def error(self) -> ImageError:
+        return ImageError(
+            f"the request's images are too large together (the limit is {self.limit} bytes per request)",
+            "image_too_large",
+        )
+
+
 class _PinnedTransport(H11Transport):
     """The h11 transport with DNS taken out: an origin connects only to the addresses in ``pins``."""
 
@@ -120,18 +136,19 @@ class ImageFetcher:
         self._resolver = resolver
         self._ssl_context = ssl_context
 
-    async def fetch(self, url: str) -> Image:
-        """The image at ``url``; raises :class:`ImageError` with the reason otherwise."""
+    async def fetch(self, url: str, budget: Budget | None = None) -> Image:
+        """The image at ``url``; raises :class:`ImageError` with the reason otherwise. ``budget``: the
+        bytes this download may take from a per-request total (see :func:`omen.media.inline_images`)."""
         policy = self.policy
         transport = _PinnedTransport(self._ssl_context or _ssl_context())
         try:
             with trio.move_on_after(policy.timeout):
-                return await self._follow(transport, url)
+                return await self._follow(transport, url, budget)
             raise ImageError(f"timed out after {policy.timeout:g}s", "image_fetch_timeout")
         finally:
             await transport.aclose()
 
-    async def _follow(self, transport: _PinnedTransport, raw_url: str) -> Image:
+    async def _follow(self, transport: _PinnedTransport, raw_url: str, budget: Budget | None) -> Image:
         try:
             url = httpx.URL(raw_url)
         except (httpx.InvalidURL, TypeError, ValueError):
@@ -140,7 +157,7 @@ class ImageFetcher:
             note = "" if hop == 0 else f" (after {hop} redirect{'s' if hop > 1 else ''})"
             try:
                 await self._pin(transport, url)
-                result = await self._get(transport, url)
+                result = await self._get(transport, url, budget)
             except Refused as refused:
                 code = "image_fetch_failed" if isinstance(refused, Unresolvable) else "image_url_refused"
                 raise ImageError(f"{refused}{note}", code) from None
@@ -166,7 +183,7 @@ class ImageFetcher:
         addresses = await vet(host, port, self.policy.allow_hosts, self._resolver)
         transport.pins[(host, port)] = addresses
 
-    async def _get(self, transport: _PinnedTransport, url: httpx.URL) -> Image | str:
+    async def _get(self, transport: _PinnedTransport, url: httpx.URL, budget: Budget | None) -> Image | str:
         """One hop: the image, or the Location a redirect points to."""
         request = httpx.Request("GET", url, headers=_HEADERS, extensions={"timeout": _NO_TIMEOUTS})
         try:
@@ -186,22 +203,28 @@ class ImageFetcher:
             if encoding not in ("", "identity"):
                 raise ImageError(f"compressed responses ({encoding[:40]}) are not accepted", "image_fetch_failed")
             require_accepted(media_type(response.headers.get("content-type", "")), "the server's content-type")
-            return checked(await self._read(response), self.policy.max_bytes)
+            return checked(await self._read(response, budget), self.policy.max_bytes)
         finally:
             with trio.CancelScope(shield=True):
                 await response.aclose()  # an unread body closes the connection, which is what we want
 
-    async def _read(self, response: httpx.Response) -> bytes:
+    async def _read(self, response: httpx.Response, budget: Budget | None) -> bytes:
         limit = self.policy.max_bytes
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise too_large(limit)  # before reading a byte of it
+        if budget is not None and declared.isdigit() and int(declared) > budget.remaining:
+            raise budget.error()
         body = bytearray()
         try:
             async for chunk in response.aiter_raw():
                 body += chunk
                 if len(body) > limit:
                     raise too_large(limit)
+                if budget is not None:
+                    budget.remaining -= len(chunk)
+                    if budget.remaining < 0:
+                        raise budget.error()
         except httpx.HTTPError as exc:
             raise ImageError(f"the image download broke off: {exc}", "image_fetch_failed") from None
         return bytes(body)

@@ -14,11 +14,15 @@ import trio
 from omen.api.chat import ChatCompletionRequest, ImagePart
 from omen.config.schema import ImagesConfig
 from omen.errors import OmenError, bad_request
-from omen.media.fetch import FetchPolicy, ImageFetcher
+from omen.media.fetch import Budget, FetchPolicy, ImageFetcher
 from omen.media.images import ImageError, decode_data_uri
 
 MAX_CONCURRENT_FETCHES = 4  # per request: enough to overlap latency without fanning out unboundedly
 MAX_REMOTE_IMAGES = 32  # per request: each may hold max_bytes in memory until the upstream call
+# All the images one request fetches, together (or max_bytes, if larger): as much as the client could have
+# sent inline in a whole request body. Without it, 32 URLs of max_bytes (20 MiB) images each held ~1.5 GB
+# of bytes and base64 text per request until the upstream call: a few such requests exhaust the memory.
+MAX_FETCHED_BYTES = 32 * 1024 * 1024
 
 
 def image_parts(request: ChatCompletionRequest) -> list[tuple[str, ImagePart]]:
@@ -79,17 +83,18 @@ async def inline_images(
             param=param,
             code="too_many_images",
         )
-    await _fetch_all(remote, fetcher or ImageFetcher(FetchPolicy.from_config(config)))
+    budget = Budget(max(config.max_bytes, MAX_FETCHED_BYTES))
+    await _fetch_all(remote, fetcher or ImageFetcher(FetchPolicy.from_config(config)), budget)
 
 
-async def _fetch_all(remote: list[tuple[str, ImagePart]], fetcher: ImageFetcher) -> None:
+async def _fetch_all(remote: list[tuple[str, ImagePart]], fetcher: ImageFetcher, budget: Budget) -> None:
     limiter = trio.CapacityLimiter(MAX_CONCURRENT_FETCHES)
     failures: dict[int, ImageError] = {}
 
     async def one(index: int, part: ImagePart, cancel: trio.CancelScope) -> None:
         async with limiter:
             try:
-                image = await fetcher.fetch(part.image_url.url)
+                image = await fetcher.fetch(part.image_url.url, budget)
             except ImageError as exc:
                 failures[index] = exc
                 cancel.cancel()  # one bad image fails the request: stop the other downloads

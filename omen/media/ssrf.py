@@ -183,5 +183,7 @@ async def vet(host: str, port: int, allow_hosts: frozenset[str], resolver: Resol
             raise Refused(f"refused: {shown} resolves to an unparsable address")
         reason = classify(ip)
         if reason is not None and (reason.startswith(METADATA) or not allowed):
-            raise Refused(f"refused: {shown} resolves to {reason} {ip}")
+            # The kind of address only: the address itself (or the IPv4 one inside it) would tell any
+            # client where an internal name points, a map of the operator's network one name at a time.
+            raise Refused(f"refused: {shown} resolves to {reason.split(' (', 1)[0]}")
     return addresses

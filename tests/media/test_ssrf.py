@@ -93,7 +93,7 @@ async def test_vet_resolves_once_and_checks_every_address():
     assert await vet("images.example", 443, frozenset(), resolve) == ["93.184.216.34"]
     assert calls == ["images.example"]
     # one private address among public ones is enough to refuse: a resolver picks the order
-    with pytest.raises(Refused, match=r"^refused: mixed.example resolves to a private address 10.0.0.5$"):
+    with pytest.raises(Refused, match=r"^refused: mixed.example resolves to a private address$"):
         await vet("mixed.example", 443, frozenset(), resolve)
 
 
@@ -117,9 +117,9 @@ async def test_allow_hosts_lifts_refusals_except_metadata():
     assert await vet("images.internal", 8080, allow, resolve) == ["10.1.2.3"]
     assert await vet("127.0.0.1", 9000, allow, resolve) == ["127.0.0.1"]
     assert await vet("::1", 9000, allow, resolve) == ["::1"]
-    with pytest.raises(Refused, match=r"private address 10\.1\.2\.3"):
+    with pytest.raises(Refused, match=r"^refused: images.internal resolves to a private address$"):
         await vet("images.internal", 8081, allow, resolve)  # the exception is per port
-    with pytest.raises(Refused, match=r"the cloud metadata address 169\.254\.169\.254"):
+    with pytest.raises(Refused, match=r"^refused: imds.internal resolves to the cloud metadata address$"):
         await vet("imds.internal", 80, allow, resolve)
     with pytest.raises(Refused, match="metadata"):
         await vet("169.254.169.254", 80, normalise_allow_hosts(["169.254.169.254:80"]), resolve)
@@ -128,5 +128,15 @@ async def test_allow_hosts_lifts_refusals_except_metadata():
 async def test_localhost_is_refused_after_real_dns():
     """The system resolver (trio's getaddrinfo) answers 'localhost' with loopback addresses."""
     assert set(await system_resolver("localhost", 80)) & {"127.0.0.1", "::1"}
-    with pytest.raises(Refused, match=r"^refused: localhost resolves to a loopback address (127\.0\.0\.1|::1)$"):
+    with pytest.raises(Refused, match=r"^refused: localhost resolves to a loopback address$"):
         await vet("localhost", 80, normalise_allow_hosts(["127.0.0.1:80"]), system_resolver)
+
+
+async def test_a_refused_name_does_not_reveal_where_it_points():
+    """A client learns that an internal name is refused, not the internal address behind it."""
+    resolve, _ = resolver_for({"db.corp.internal": ["10.20.30.40"], "mapped.example": ["::ffff:192.168.7.9"]})
+    for name, kind in (("db.corp.internal", "a private address"), ("mapped.example", "a private address")):
+        with pytest.raises(Refused) as exc:
+            await vet(name, 80, frozenset(), resolve)
+        assert str(exc.value) == f"refused: {name} resolves to {kind}"
+        assert "10.20" not in str(exc.value) and "192.168" not in str(exc.value)
