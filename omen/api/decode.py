@@ -26,11 +26,12 @@ _PATH = re.compile(r" - at `\$\.?(.*)`$")
 
 # The nesting scan keeps only quotes and brackets ({} read as []), drops what is inside strings, then
 # walks the running depth. Byte-level operations all the way, so even a 32 MiB body takes well under a
-# second; a body with fewer opening brackets than the limit skips it after one count.
+# second; a body with fewer opening brackets than the limit stops after a count or the first translate.
 _NOT_MARKS = bytes(b for b in range(256) if b not in b'"[]{}')
 _SQUARE = bytes.maketrans(b"{}", b"[]")
 _STEPS = bytes.maketrans(b"[]", b"\x01\xff")  # +1 / -1 as signed bytes
 _BLOCK = 1 << 16
+_SMALL = 1 << 14  # below this, two counts first (larger bodies usually have more brackets than the limit)
 
 
 def nesting_exceeds(body: bytes, limit: int = MAX_NESTING) -> bool:
@@ -39,8 +40,8 @@ def nesting_exceeds(body: bytes, limit: int = MAX_NESTING) -> bool:
     Exact for valid JSON; for invalid JSON (the decoder refuses it anyway) it never under-reports the
     depth of an unclosed run of brackets, which is what would overflow the decoder's stack.
     """
-    if body.count(b"[") + body.count(b"{") <= limit:
-        return False
+    if len(body) <= _SMALL and body.count(b"[") + body.count(b"{") <= limit:
+        return False  # the common case: two counts, cheaper than the translate below
     if b'\\"' in body:
         # Escaped quotes do not end a string. A quote after a run of backslashes is escaped when the run
         # is odd; with no backslash pair right before a quote, every \" is escaped.
@@ -48,6 +49,8 @@ def nesting_exceeds(body: bytes, limit: int = MAX_NESTING) -> bool:
             body = body.replace(b"\\\\", b"")
         body = body.replace(b'\\"', b"")
     marks = body.translate(_SQUARE, _NOT_MARKS)
+    if marks.count(b"[") <= limit:  # fewer opening brackets than the limit, in strings or not
+        return False
     if b'"' in marks:
         marks = b"".join(marks.split(b'"')[::2])  # what is between quote 2k and 2k+1 is a string
     # Every deepest point is inside an innermost pair, so removing those lowers the depth by exactly one

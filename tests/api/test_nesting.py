@@ -11,6 +11,7 @@ import httpx
 import msgspec
 import pytest
 
+from omen.api import decode
 from omen.api.anthropic import MessagesRequest
 from omen.api.chat import ChatCompletionRequest
 from omen.api.decode import MAX_NESTING, decode_body, nesting_exceeds
@@ -51,8 +52,10 @@ def _value(rng: random.Random, budget: list[int]) -> Any:
     return {_text(rng): _value(rng, budget) for _ in range(rng.randint(0, 3))}
 
 
-def test_nesting_scan_matches_a_parser():
+@pytest.mark.parametrize("small", [decode._SMALL, 0])  # small bodies start with two counts; larger ones do not
+def test_nesting_scan_matches_a_parser(monkeypatch, small):
     """Strings full of brackets, quotes and backslash runs never count; the depth is exact."""
+    monkeypatch.setattr(decode, "_SMALL", small)
     rng = random.Random(7)
     for _ in range(1500):
         value = _value(rng, [rng.randint(0, 40)])
