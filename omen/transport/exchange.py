@@ -163,5 +163,8 @@ class Exchange:
 
 
 def _describe(exc: Exception) -> str:
+    if isinstance(exc, httpx.LocalProtocolError):
+        # h11's message quotes the offending header value, which may be a credential
+        return "LocalProtocolError: the request could not be encoded (an invalid header or body)"
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

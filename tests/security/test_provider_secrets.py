@@ -158,3 +158,12 @@ async def test_an_echoed_key_reaches_neither_the_client_nor_the_access_log(tmp_p
         record = await omen.log_for(response.headers["x-request-id"])
         assert not leaks(orjson.dumps(record).decode(), KEY)
         assert not leaks(omen.log.getvalue().decode(), KEY)
+
+
+def test_local_protocol_errors_do_not_quote_header_values() -> None:
+    import httpx
+
+    from omen.transport.exchange import _describe
+
+    text = _describe(httpx.LocalProtocolError("Illegal header value b'Bearer sk-secret-value\\n'"))
+    assert "sk-secret-value" not in text and "LocalProtocolError" in text
