@@ -497,13 +497,23 @@ def test_credentials_from_environment_and_shared_files(tmp_path):
     assert access_key(bedrock({**files, **env_keys}, profile="work")) == ("AKIDTEST", None)
 
 
-def test_no_credentials_is_a_startup_error(tmp_path):
+def test_no_credentials_is_a_startup_error(tmp_path, monkeypatch):
+    # a listener standing in for the EC2/ECS metadata endpoints: resolving credentials must not contact it
+    import socket
+
+    metadata = socket.create_server(("127.0.0.1", 0))
+    metadata.setblocking(False)
+    url = f"http://127.0.0.1:{metadata.getsockname()[1]}"
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", url)
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", url)
     files = {"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none")}
-    started = time.monotonic()
+    files |= {"AWS_EC2_METADATA_SERVICE_ENDPOINT": url, "AWS_CONTAINER_CREDENTIALS_FULL_URI": url}
     with pytest.raises(ValueError, match="no AWS credentials found") as exc:
         bedrock(files, access_key_id=None, secret_access_key=None, profile="missing")
     assert "profile 'missing'" in str(exc.value)
-    assert time.monotonic() - started < 1  # no metadata-endpoint probing
+    with pytest.raises(BlockingIOError):  # no connection was ever made to the metadata endpoint
+        metadata.accept()
+    metadata.close()
 
 
 # ---- results -------------------------------------------------------------------------------------------
