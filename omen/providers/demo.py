@@ -37,8 +37,9 @@ from omen.tokens import count_text as _count_text
 
 _INTRO = (
     "Hello from OMEN's built-in demo model. No LLM provider is configured yet, so this reply is "
-    "generated locally by the gateway itself. Set OPENAI_API_KEY, XAI_API_KEY, OLLAMA_HOST or "
-    "AZURE_OPENAI_API_KEY with AZURE_OPENAI_ENDPOINT, or write an omen.toml, and restart to reach real "
+    "generated locally by the gateway itself. Set OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, "
+    "XAI_API_KEY, GIGACHAT_CREDENTIALS, OLLAMA_HOST, AZURE_OPENAI_API_KEY with AZURE_OPENAI_ENDPOINT or "
+    "YC_API_KEY with YC_FOLDER_ID, or write an omen.toml, and restart to reach real "
     "models through the same API."
 )
 
